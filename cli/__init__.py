@@ -1,0 +1,1 @@
+"""The ``lockstep`` command: thin parsing and printing over the other packages."""

@@ -1,0 +1,1 @@
+"""The exchange state machine (mempool rules, matching, perpetuals ledger) and the node daemon."""

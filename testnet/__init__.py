@@ -1,0 +1,1 @@
+"""Local multi-node testnets: launcher, load generator, chaos scenarios, invariant checks."""
