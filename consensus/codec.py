@@ -461,13 +461,31 @@ def check_canonical(value: Any, data: bytes) -> None:
 
 
 def decode(data: bytes, *classes: type[T], max_bytes: int) -> T:
-    """Decode canonical CBOR bytes into one of ``classes``, strictly. See the module docstring."""
+    """Decode canonical CBOR bytes into one of ``classes``, strictly. See the module docstring.
+
+    The generated per-type decoder (``codec_fast``) accepts well-formed canonical input; on
+    anything else the generic decoder below runs and raises the specific error.
+    """
     value = loads_strict(data, max_bytes)
+    if type(value) is list and value:
+        tag = value[0]
+        for cls in classes:
+            if tag == cls.WIRE_TAG:
+                try:
+                    obj, size = decoder_for(cls)(value)
+                except (Slow, CodecError):
+                    break
+                if size == len(data):
+                    return obj  # type: ignore[return-value]
+                break
     obj = from_obj(value, *classes)
     check_canonical(value, data)
-    return obj
+    raise AssertionError(f"codec fast path refused canonical {type(obj).__name__} bytes")
 
 
 def tags_in_use() -> Sequence[tuple[int, str]]:
     """Every registered (tag, type name), for docs and tests."""
     return sorted((t, c.__name__) for t, c in _REGISTRY.items())
+
+
+from .codec_fast import Slow, decoder_for  # noqa: E402 - needs the kinds defined above

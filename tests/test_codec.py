@@ -263,3 +263,41 @@ def test_block_must_extend_its_justify() -> None:
         messages.Block(**{**kwargs, "height": 3})
     with pytest.raises(OutOfRange, match="view"):
         messages.Block(**{**kwargs, "view": 1})
+
+
+@pytest.mark.parametrize("cls", WIRE_TYPES, ids=lambda c: c.__name__)
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_fast_path_accepts_every_valid_object(cls: type[codec.Struct], data: st.DataObject) -> None:
+    """The generated decoder takes canonical input on its own, and agrees on the size."""
+    from lockstep.consensus.codec_fast import decoder_for
+
+    obj = data.draw(for_struct(cls))
+    raw = obj.encode()
+    decoded, size = decoder_for(cls)(cbor2.loads(raw))
+    assert decoded == obj and size == len(raw)
+
+
+@pytest.mark.parametrize("cls", WIRE_TYPES, ids=lambda c: c.__name__)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_mutated_bytes_decode_only_to_their_canonical_object(
+    cls: type[codec.Struct], data: st.DataObject
+) -> None:
+    """Flip, insert or delete bytes: decoding either fails with a CodecError or yields an object
+    whose canonical encoding is exactly the input (no second encoding of any object exists)."""
+    raw = bytearray(data.draw(for_struct(cls)).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        op = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if op == "flip":
+            raw[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "insert":
+            raw.insert(i, data.draw(st.integers(0, 255)))
+        elif len(raw) > 1:
+            del raw[i]
+    try:
+        obj = decode(bytes(raw), cls, max_bytes=BIG)
+    except codec.CodecError:
+        return
+    assert obj.encode() == bytes(raw)
