@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import tomli_w
-
 from . import limits
 from .codec import (
     U16,
@@ -339,17 +337,6 @@ def genesis_to_dict(g: Genesis) -> dict[str, Any]:
         return obj
 
     return plain(g)
-
-
-def genesis_to_toml(g: Genesis) -> str:
-    """The TOML form of a genesis, with a header naming its chain id."""
-    header = (
-        f"# Lockstep genesis for chain {g.chain_name!r}.\n"
-        f"# chain id = SHA-256(domain || canonical CBOR) = {g.chain_id.hex()}\n"
-        "# Integers only: prices in ticks, sizes in lots, money in quote atoms (1e-6 USD),\n"
-        "# rates in parts per million. Editing anything of substance makes a new chain.\n\n"
-    )
-    return header + tomli_w.dumps(genesis_to_dict(g))
 
 
 # --------------------------------------------------------------------------- defaults

@@ -21,8 +21,8 @@ from lockstep.consensus.genesis import (
     Validator,
     default_markets,
     default_timing,
-    genesis_to_toml,
 )
+from lockstep.node.genesis_file import genesis_to_toml
 from lockstep.node.keys import ValidatorKeys, save_validator_keys, save_wallet
 
 DEFAULT_P2P_PORT = 26_656

@@ -10,9 +10,9 @@ from lockstep.consensus.genesis import (
     GenesisError,
     LeverageTier,
     decode_genesis,
-    genesis_to_toml,
     load_genesis,
 )
+from lockstep.node.genesis_file import genesis_to_toml, read_genesis_file, write_genesis_file
 
 from .conftest import make_genesis
 
@@ -111,3 +111,15 @@ def test_accounts_must_be_sorted_and_unique() -> None:
     g, _ = make_genesis()
     with pytest.raises(GenesisError, match="sorted"):
         dataclasses.replace(g, accounts=tuple(reversed(g.accounts)))
+
+
+def test_genesis_file_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    g, _ = make_genesis()
+    path = tmp_path / "config" / "genesis.toml"
+    write_genesis_file(path, g)
+    assert read_genesis_file(path) == g
+
+
+def test_missing_genesis_file_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(GenesisError, match="no genesis file"):
+        read_genesis_file(tmp_path / "nope.toml")
