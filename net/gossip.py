@@ -1,0 +1,214 @@
+"""Gossip rules, sans-I/O: rate limits, de-duplication, validation verdicts, scoring.
+
+Theory of operation (GossipSub v1.1's validation pipeline, for a full mesh). For every gossip
+frame (``Kind.TX`` or ``Kind.CONSENSUS``) a peer sends, in order:
+
+1. *Rate limits*: the peer's message and byte token buckets must cover it, else the message is
+   dropped unseen and the peer's flood counter rises (score penalty).
+2. *Seen-cache*: the message id is SHA-256 of the body. A message already seen is dropped; if
+   it had been rejected, the sender is penalised as if it had sent it first (it forwarded, so
+   it claimed to have validated it).
+3. *Validation*: the node's validator returns ``ACCEPT`` (deliver and forward to every other
+   peer), ``REJECT`` (provably invalid — malformed, bad signature: drop and penalise the sender)
+   or ``IGNORE`` (not useful now — stale, duplicate nonce, unknown market: drop, no penalty).
+   Validators must answer ``IGNORE``, not ``REJECT``, for anything that depends on local state,
+   because an honest peer may have seen a different state.
+4. A peer whose score falls below the threshold must be disconnected and backed off.
+
+The seen-cache is two generations of dicts (current and previous), rotated every ``ttl_s / 2``
+or when the current one holds ``max_entries / 2`` ids: lookups and inserts are O(1), an id is
+remembered for between ``ttl_s / 2`` and ``ttl_s``, and memory is bounded by ``max_entries``.
+Time is passed in; :class:`GossipRouter` never reads a clock or touches a socket.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .peer_score import PeerScore, ScoreParams
+from .rate_limit import TokenBucket
+
+__all__ = [
+    "GossipParams",
+    "GossipRouter",
+    "SeenCache",
+    "Verdict",
+    "message_id",
+]
+
+
+class Verdict(enum.IntEnum):
+    """The node's judgement of one gossip message (GossipSub v1.1's validation results)."""
+
+    ACCEPT = 0
+    REJECT = 1
+    IGNORE = 2
+
+
+_sha256 = hashlib.sha256
+
+
+def message_id(body: bytes) -> bytes:
+    """SHA-256 of the message body: the same id on every node, whoever relays it."""
+    return _sha256(body).digest()
+
+
+class SeenCache:
+    """Recently seen message ids and their verdicts, bounded in count and age."""
+
+    __slots__ = ("_cur", "_half", "_prev", "_rotate_at", "max_entries", "ttl_s")
+
+    def __init__(self, max_entries: int, ttl_s: float, now: float) -> None:
+        assert max_entries >= 2 and ttl_s > 0
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._half = max_entries // 2
+        self._cur: dict[bytes, int] = {}
+        self._prev: dict[bytes, int] = {}
+        self._rotate_at = now + ttl_s / 2
+
+    def __len__(self) -> int:
+        return len(self._cur) + len(self._prev)
+
+    def __contains__(self, msg_id: bytes) -> bool:
+        return msg_id in self._cur or msg_id in self._prev
+
+    def get(self, msg_id: bytes) -> int | None:
+        v = self._cur.get(msg_id)
+        return self._prev.get(msg_id) if v is None else v
+
+    def add(self, msg_id: bytes, verdict: int, now: float) -> None:
+        if now >= self._rotate_at or len(self._cur) >= self._half:
+            self._prev = self._cur
+            self._cur = {}
+            self._rotate_at = now + self.ttl_s / 2
+        self._cur[msg_id] = verdict
+
+
+@dataclass(frozen=True, slots=True)
+class GossipParams:
+    msgs_per_s: float = 50_000.0
+    """Per-peer gossip message rate. An honest validator relays at most the network's order
+    rate; the Ed25519 bound of one core is ~18k verifications/s (ARCHITECTURE.md), so 50k/s is
+    well above any honest peer and still bounds a flooder."""
+    msgs_burst: float = 100_000.0
+    bytes_per_s: float = 64 * 1024 * 1024
+    """Per-peer gossip bytes/s: a 2 MiB proposal every 50 ms is 40 MiB/s."""
+    bytes_burst: float = 128 * 1024 * 1024
+    seen_max_entries: int = 1_000_000
+    """~60 s of orders at 16k/s; each entry is ~150 bytes of dict and key."""
+    seen_ttl_s: float = 120.0
+    """Longer than any transaction's useful life in the mempool before it is in a block."""
+    score: ScoreParams = field(default_factory=ScoreParams)
+
+
+Validator = Callable[[bytes, int, bytes], Verdict]
+"""``validator(peer_key, kind, body) -> Verdict``, supplied by the node; must not block."""
+
+
+class _PeerState:
+    __slots__ = ("bytes_", "msgs", "score")
+
+    def __init__(self, params: GossipParams, now: float) -> None:
+        self.score = PeerScore(params.score, now)
+        self.msgs = TokenBucket(params.msgs_per_s, params.msgs_burst, now)
+        self.bytes_ = TokenBucket(params.bytes_per_s, params.bytes_burst, now)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What to do after a batch of one peer's gossip frames."""
+
+    accepted: list[tuple[int, bytes]] = field(default_factory=list)
+    """(kind, body) to deliver to the node and forward to every other peer."""
+    rejected: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    flooded: int = 0
+    disconnect: str | None = None
+    """Set to a reason code when the peer's score fell below the threshold."""
+
+
+class GossipRouter:
+    """Per-node gossip state: the seen-cache and each peer's score and buckets."""
+
+    def __init__(self, params: GossipParams, now: float) -> None:
+        self.params = params
+        self.seen = SeenCache(params.seen_max_entries, params.seen_ttl_s, now)
+        self._peers: dict[bytes, _PeerState] = {}
+
+    def add_peer(self, peer: bytes, now: float) -> None:
+        if peer not in self._peers:
+            self._peers[peer] = _PeerState(self.params, now)
+
+    def remove_peer(self, peer: bytes) -> None:
+        self._peers.pop(peer, None)
+
+    def score(self, peer: bytes, now: float) -> float:
+        st = self._peers.get(peer)
+        return 0.0 if st is None else st.score.score(now)
+
+    def mark_own(self, body: bytes, now: float) -> bool:
+        """Record a message we originate; return False if it was already seen."""
+        mid = message_id(body)
+        if mid in self.seen:
+            return False
+        self.seen.add(mid, Verdict.ACCEPT, now)
+        return True
+
+    def penalise(self, peer: bytes, now: float) -> bool:
+        """Count one invalid message outside gossip (malformed envelope, bad direct message)."""
+        st = self._peers.get(peer)
+        return st is not None and st.score.on_invalid(now)
+
+    def receive(
+        self,
+        peer: bytes,
+        frames: Iterable[tuple[int, bytes]],
+        now: float,
+        validate: Validator,
+    ) -> BatchResult:
+        """Apply the rules to a batch of gossip frames from ``peer`` (see module docstring)."""
+        st = self._peers[peer]
+        res = BatchResult()
+        accepted = res.accepted
+        seen = self.seen
+        seen_get = seen.get
+        seen_add = seen.add
+        msgs_take = st.msgs.try_take
+        bytes_take = st.bytes_.try_take
+        score = st.score
+        sha = _sha256
+        for kind, body in frames:
+            if not (msgs_take(1, now) and bytes_take(len(body), now)):
+                res.flooded += 1
+                if score.on_flood(now):
+                    res.disconnect = "rate_limited"
+                    return res
+                continue
+            mid = sha(body).digest()
+            prior = seen_get(mid)
+            if prior is not None:
+                res.duplicates += 1
+                if prior == Verdict.REJECT and score.on_invalid(now):
+                    res.disconnect = "low_score"
+                    return res
+                continue
+            verdict = validate(peer, kind, body)
+            if verdict == Verdict.ACCEPT:
+                seen_add(mid, Verdict.ACCEPT, now)
+                score.first += 1.0
+                accepted.append((kind, body))
+            elif verdict == Verdict.REJECT:
+                seen_add(mid, Verdict.REJECT, now)
+                res.rejected += 1
+                if score.on_invalid(now):
+                    res.disconnect = "low_score"
+                    return res
+            else:
+                seen_add(mid, Verdict.IGNORE, now)
+                res.ignored += 1
+        return res

@@ -1,0 +1,546 @@
+"""The network host: the trio service the node daemon runs in its nursery.
+
+Theory of operation. A :class:`Host` listens on TCP, dials every admitted peer that has an
+address, and keeps one authenticated session per peer (``noise_session``, tie-break and backoff
+in ``peer_manager``). It moves four kinds of application traffic:
+
+* ``broadcast(Kind.TX | Kind.CONSENSUS, payload)``: gossip. Sent to every connected peer; every
+  node validates what it receives with the node's validator before delivering and forwarding it
+  to all its other peers (``gossip``: rate limits, seen-cache, verdicts, scores);
+* ``send(peer, Kind.DIRECT, payload)``: one peer, validated and delivered, never forwarded;
+* ``await request(peer, payload)``: request/response (``sync``), served by ``sync_handler``;
+* inbound: accepted messages arrive on :attr:`Host.inbound` as *batches* (lists) of
+  :class:`Inbound` — one batch per socket read, so the node pays one channel operation for
+  hundreds of orders.
+
+Everything a peer can do wrong ends in a refusal or a disconnect logged with the peer's short
+id and one reason code (``peer_refused reason=...``, ``peer_disconnected reason=...``), and
+never affects other peers: each peer has its own tasks and bounded queues.
+
+Typical use by the node daemon::
+
+    host = Host(HostConfig.from_genesis(genesis, own_key=signer.public_key, listen_port=port),
+                signer, validator=mempool_validate, sync_handler=serve_sync)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        async for batch in host.inbound:
+            for peer, kind, payload in batch: ...
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import structlog
+import trio
+from lockstep.consensus.codec import CodecError, decode
+from lockstep.consensus.crypto import Signer
+from lockstep.consensus.genesis import Genesis
+
+from .envelope import Goodbye, Ping, Pong
+from .framing import (
+    APP_KINDS,
+    GOSSIP_KINDS,
+    MAX_FRAME_BYTES,
+    Kind,
+    Priority,
+    encode_frame,
+    priority_of,
+)
+from .gossip import GossipParams, GossipRouter, Validator, Verdict
+from .noise_session import HandshakeConfig, HandshakeError, handshake, noise_static_from_seed
+from .peer import PeerConnection, QueueLimits
+from .peer_manager import Backoff, BackoffParams, keep_new_session
+from .sync import MAX_SYNC_RESPONSE_BYTES, RequestHandler, SyncEndpoint
+
+__all__ = ["Host", "HostConfig", "Inbound", "Verdict", "open_host"]
+
+log = structlog.get_logger("lockstep.net")
+
+
+class Inbound(NamedTuple):
+    """One accepted message: who sent it (Ed25519 key), its kind, its bytes."""
+
+    peer: bytes
+    kind: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    chain_id: bytes
+    peers: Mapping[bytes, str | None]
+    """Admitted Ed25519 keys (validators and observers) → ``host:port`` to dial, or None."""
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    gossip: GossipParams = field(default_factory=GossipParams)
+    backoff: BackoffParams = field(default_factory=BackoffParams)
+    queue_limits: QueueLimits = field(default_factory=QueueLimits)
+    handshake_timeout_s: float = 5.0
+    """A handshake is 1.5 round trips and ~1 ms of CPU; 5 s only allows for a loaded host."""
+    connect_timeout_s: float = 5.0
+    ping_interval_s: float = 2.0
+    idle_timeout_s: float = 10.0
+    """Five missed pings: the peer or the path is dead (CometBFT's pong timeout is similar)."""
+    write_timeout_s: float = 10.0
+    dial_grace_s: float = 1.0
+    """A node waits this long before dialling a peer with a smaller key (see peer_manager)."""
+    max_handshakes: int = 64
+    """Concurrent unauthenticated connections: bounds what strangers can make us hold."""
+    inbound_batches: int = 4096
+    """Buffered inbound batches before delivery drops (counted in ``statistics()``)."""
+
+    @classmethod
+    def from_genesis(
+        cls,
+        genesis: Genesis,
+        *,
+        own_key: bytes,
+        observers: Iterable[bytes] = (),
+        **kwargs: Any,
+    ) -> HostConfig:
+        """Admit the genesis validators (dialled at their addresses) and the observers."""
+        peers: dict[bytes, str | None] = {v.public_key: v.address for v in genesis.validators}
+        for key in observers:
+            peers.setdefault(key, None)
+        peers.pop(own_key, None)
+        return cls(chain_id=genesis.chain_id, peers=peers, **kwargs)
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Host:
+    """See the module docstring. Create, then ``await nursery.start(host.run)``."""
+
+    def __init__(
+        self,
+        config: HostConfig,
+        signer: Signer,
+        validator: Validator,
+        *,
+        sync_handler: RequestHandler | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.signer = signer
+        self.key = signer.public_key
+        self.short = self.key.hex()[:8]
+        self.validator = validator
+        self.rng = rng if rng is not None else random.Random()
+        self._peers: dict[bytes, str | None] = dict(config.peers)
+        self._peers.pop(self.key, None)
+        self._hs = HandshakeConfig(
+            signer=signer,
+            chain_id=config.chain_id,
+            static_private=noise_static_from_seed(signer.seed),
+            is_admitted=self._peers.__contains__,
+        )
+        self._conns: dict[bytes, PeerConnection] = {}
+        self._banned_until: dict[bytes, float] = {}
+        self._connected_changed = trio.Event()
+        self.router = GossipRouter(config.gossip, 0.0)
+        self.sync = SyncEndpoint(self, sync_handler)
+        self._inbound_send, self.inbound = trio.open_memory_channel[list[Inbound]](
+            config.inbound_batches
+        )
+        self._nursery: trio.Nursery | None = None
+        self._handshake_slots = trio.Semaphore(config.max_handshakes)
+        self._dialling: set[bytes] = set()
+        self.listen_port: int | None = None
+        self.stats: dict[str, int] = {
+            "delivered": 0,
+            "forwarded": 0,
+            "rejected": 0,
+            "ignored": 0,
+            "duplicates": 0,
+            "flooded": 0,
+            "inbound_dropped": 0,
+        }
+
+    # ================================================================= public API
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial, serve until cancelled. ``task_status.started`` gets the listen port."""
+        self.router = GossipRouter(self.config.gossip, trio.current_time())
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.listen_port = await nursery.start(self._serve)
+            log.info("host_listening", node=self.short, port=self.listen_port)
+            for key, address in self._peers.items():
+                if address:
+                    self._start_dialler(key, address)
+            task_status.started(self.listen_port)
+
+    def broadcast(self, kind: Kind, payload: bytes) -> int:
+        """Gossip our own message to every connected peer; return how many it was queued for."""
+        if kind not in GOSSIP_KINDS:
+            raise ValueError(f"{kind!r} is not a gossip kind")
+        self._check_size(kind, payload)
+        if not self.router.mark_own(payload, trio.current_time()):
+            return 0
+        return self._fan_out(encode_frame(kind, payload), priority_of(kind), None)
+
+    def send(self, peer: bytes, kind: Kind, payload: bytes) -> bool:
+        """Queue a message for one peer; False if not connected (or its queue is full)."""
+        if kind not in APP_KINDS:
+            raise ValueError(f"{kind!r} is not an application kind")
+        self._check_size(kind, payload)
+        conn = self._conns.get(peer)
+        return conn is not None and conn.enqueue(encode_frame(kind, payload), priority_of(kind))
+
+    async def request(
+        self,
+        peer: bytes,
+        payload: bytes,
+        *,
+        timeout_s: float = 5.0,
+        max_response_bytes: int = MAX_SYNC_RESPONSE_BYTES,
+    ) -> bytes:
+        """Send a request to ``peer`` and return its answer (``sync.SyncError`` otherwise)."""
+        return await self.sync.request(
+            peer, payload, timeout_s=timeout_s, max_response_bytes=max_response_bytes
+        )
+
+    def add_peer(self, key: bytes, address: str | None) -> None:
+        """Admit a key (observer or validator) and, with an address, keep a session to it."""
+        if key == self.key:
+            return
+        self._peers[key] = address
+        if address and self._nursery is not None:
+            self._start_dialler(key, address)
+
+    def connected_peers(self) -> list[bytes]:
+        return list(self._conns)
+
+    def is_connected(self, peer: bytes) -> bool:
+        return peer in self._conns
+
+    async def wait_connected(self, peers: Iterable[bytes]) -> None:
+        """Wait until a session is up with each of ``peers`` (bound it with a timeout)."""
+        want = set(peers)
+        while not want <= self._conns.keys():
+            await self._connected_changed.wait()
+
+    def disconnect(self, peer: bytes, reason: str = "requested") -> None:
+        conn = self._conns.get(peer)
+        if conn is not None:
+            conn.close(reason)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            **self.stats,
+            "peers": len(self._conns),
+            "seen": len(self.router.seen),
+            "peer": {
+                c.short: {
+                    "score": round(self.router.score(c.key, trio.current_time()), 3),
+                    "queued_bytes": c.queued_bytes(),
+                    "dropped_tx": c.dropped_tx,
+                    "rtt_ms": None if c.rtt_s is None else round(c.rtt_s * 1000, 3),
+                }
+                for c in self._conns.values()
+            },
+        }
+
+    # ================================================================= sessions
+
+    async def _serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        assert self._nursery is not None
+        listeners = await trio.open_tcp_listeners(
+            self.config.listen_port, host=self.config.listen_host
+        )
+        port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started(port)
+            await trio.serve_listeners(self._accept, listeners, handler_nursery=nursery)
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        address = _peername(stream)
+        if self._handshake_slots.value == 0:
+            log.warning("peer_refused", node=self.short, reason="too_many_handshakes", addr=address)
+            await stream.aclose()
+            return
+        async with self._handshake_slots:
+            conn = await self._secure(stream, initiator=False, expected=None, address=address)
+        if conn is not None:
+            await self._run_session(conn)
+
+    async def _secure(
+        self, stream: trio.SocketStream, *, initiator: bool, expected: bytes | None, address: str
+    ) -> PeerConnection | None:
+        """Handshake and admission checks; None (stream closed, refusal logged) on failure."""
+        try:
+            with trio.fail_after(self.config.handshake_timeout_s):
+                session = await handshake(
+                    stream, self._hs, initiator=initiator, expected_key=expected
+                )
+        except (HandshakeError, trio.TooSlowError, OSError, trio.BrokenResourceError) as e:
+            reason = (
+                e.reason
+                if isinstance(e, HandshakeError)
+                else ("handshake_timeout" if isinstance(e, trio.TooSlowError) else "handshake_eof")
+            )
+            key = getattr(e, "remote_key", None) or expected
+            log.warning(
+                "peer_refused",
+                node=self.short,
+                peer=key.hex()[:8] if key else None,
+                reason=reason,
+                detail=getattr(e, "detail", str(e)),
+                addr=address,
+                initiator=initiator,
+            )
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return None
+        key = session.remote_key
+        now = trio.current_time()
+        banned = self._banned_until.get(key, 0.0)
+        if now < banned:
+            log.warning(
+                "peer_refused",
+                node=self.short,
+                peer=key.hex()[:8],
+                reason="backed_off",
+                seconds_left=round(banned - now, 3),
+                addr=address,
+            )
+            await stream.aclose()
+            return None
+        return PeerConnection(self, stream, session, initiator, address, now)
+
+    async def _run_session(self, conn: PeerConnection) -> None:
+        """Register ``conn`` (tie-break), run it to its end, then clean up and log."""
+        old = self._conns.get(conn.key)
+        if old is not None:
+            if not keep_new_session(
+                self.key, conn.key, old.initiated_locally, conn.initiated_locally
+            ):
+                log.info("peer_duplicate_closed", node=self.short, peer=conn.short, kept="existing")
+                conn.close("duplicate_session")
+                await conn.run()
+                return
+            old.close("replaced_by_new_session")
+        self._conns[conn.key] = conn
+        self.router.add_peer(conn.key, trio.current_time())
+        self._notify_connected()
+        log.info(
+            "peer_connected",
+            node=self.short,
+            peer=conn.short,
+            addr=conn.address,
+            initiator=conn.initiated_locally,
+        )
+        try:
+            await conn.run()
+        finally:
+            if self._conns.get(conn.key) is conn:
+                del self._conns[conn.key]
+                self.router.remove_peer(conn.key)
+                self.sync.on_disconnect(conn.key)
+                self._notify_connected()
+            log.info(
+                "peer_disconnected",
+                node=self.short,
+                peer=conn.short,
+                reason=conn.close_reason,
+                detail=conn.close_detail,
+                dropped_tx=conn.dropped_tx,
+            )
+
+    def _notify_connected(self) -> None:
+        self._connected_changed.set()
+        self._connected_changed = trio.Event()
+
+    # ================================================================= dialling
+
+    def _start_dialler(self, key: bytes, address: str) -> None:
+        if key in self._dialling:
+            return
+        self._dialling.add(key)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._dial_loop, key)
+
+    async def _dial_loop(self, key: bytes) -> None:
+        """Keep a session with ``key``: dial, run, and after any end redial with backoff."""
+        backoff = Backoff(self.config.backoff, self.rng)
+        short = key.hex()[:8]
+        dial_later = key < self.key
+        while True:
+            conn = self._conns.get(key)
+            if conn is not None:
+                await conn.done.wait()
+                await trio.sleep(backoff.next_delay() / 4)
+                continue
+            address = self._peers.get(key)
+            if not address:
+                return
+            now = trio.current_time()
+            banned = self._banned_until.get(key, 0.0)
+            if now < banned:
+                await trio.sleep(banned - now)
+                continue
+            if dial_later:
+                await trio.sleep(self.config.dial_grace_s)
+                if key in self._conns:
+                    continue
+            conn = await self._dial(key, address)
+            if conn is None:
+                delay = backoff.next_delay()
+                log.debug(
+                    "dial_retry",
+                    node=self.short,
+                    peer=short,
+                    delay_s=round(delay, 3),
+                    failures=backoff.failures,
+                )
+                await trio.sleep(delay)
+                continue
+            backoff.reset()
+            await self._run_session(conn)
+            await trio.sleep(backoff.next_delay())
+
+    async def _dial(self, key: bytes, address: str) -> PeerConnection | None:
+        host, port = _split_address(address)
+        try:
+            with trio.fail_after(self.config.connect_timeout_s):
+                stream = await trio.open_tcp_stream(host, port)
+        except (OSError, trio.TooSlowError) as e:
+            log.debug(
+                "dial_failed",
+                node=self.short,
+                peer=key.hex()[:8],
+                addr=address,
+                error=type(e).__name__,
+            )
+            return None
+        return await self._secure(stream, initiator=True, expected=key, address=address)
+
+    # ================================================================= inbound frames
+
+    def _on_frames(self, conn: PeerConnection, frames: list[tuple[int, bytes]], now: float) -> None:
+        """Everything one socket read produced from ``conn`` (called by its reader)."""
+        gossip = frames
+        if not all(k in APP_KINDS for k, _ in frames):
+            gossip = []
+            for kind, body in frames:
+                if kind in APP_KINDS:
+                    gossip.append((kind, body))
+                else:
+                    self._on_control(conn, kind, body, now)
+                    if conn.close_reason is not None:
+                        return
+            if not gossip:
+                return
+        res = self.router.receive(conn.key, gossip, now, self.validator)
+        stats = self.stats
+        if res.rejected or res.flooded or res.ignored:
+            stats["rejected"] += res.rejected
+            stats["ignored"] += res.ignored
+            stats["flooded"] += res.flooded
+            if res.rejected:
+                log.info("gossip_rejected", node=self.short, peer=conn.short, count=res.rejected)
+        stats["duplicates"] += res.duplicates
+        accepted = res.accepted
+        if accepted:
+            key = conn.key
+            stats["delivered"] += len(accepted)
+            try:
+                self._inbound_send.send_nowait([Inbound(key, k, b) for k, b in accepted])
+            except trio.WouldBlock:
+                stats["inbound_dropped"] += len(accepted)
+            for kind, body in accepted:
+                if kind != Kind.DIRECT:
+                    stats["forwarded"] += self._fan_out(
+                        encode_frame(kind, body), priority_of(kind), key
+                    )
+        if res.disconnect is not None:
+            self._ban(conn, res.disconnect)
+
+    def _fan_out(self, frame: bytes, priority: int, skip: bytes | None) -> int:
+        n = 0
+        for key, conn in self._conns.items():
+            if key != skip and conn.enqueue(frame, priority):
+                n += 1
+        return n
+
+    def _on_control(self, conn: PeerConnection, kind: int, body: bytes, now: float) -> None:
+        try:
+            if kind == Kind.PING:
+                ping = decode(body, Ping, max_bytes=MAX_FRAME_BYTES[Kind.PING])
+                conn.enqueue(encode_frame(Kind.PONG, Pong(ping.nonce).encode()), Priority.CONTROL)
+            elif kind == Kind.PONG:
+                conn.on_pong(decode(body, Pong, max_bytes=MAX_FRAME_BYTES[Kind.PONG]).nonce, now)
+            elif kind == Kind.SYNC_REQUEST:
+                assert self._nursery is not None
+                self.sync.on_request(conn, body, self._nursery)
+            elif kind == Kind.SYNC_RESPONSE:
+                self.sync.on_response(conn, body)
+            elif kind == Kind.GOODBYE:
+                bye = decode(body, Goodbye, max_bytes=MAX_FRAME_BYTES[Kind.GOODBYE])
+                conn.close("goodbye", bye.reason)
+        except CodecError as e:
+            log.warning(
+                "peer_malformed", node=self.short, peer=conn.short, kind=int(kind), error=str(e)
+            )
+            conn.close("malformed_message", f"kind {int(kind)}: {e}")
+
+    def _ban(self, conn: PeerConnection, reason: str) -> None:
+        backoff_s = self.config.gossip.score.backoff_s
+        self._banned_until[conn.key] = trio.current_time() + backoff_s
+        log.warning(
+            "peer_penalised",
+            node=self.short,
+            peer=conn.short,
+            reason=reason,
+            score=round(self.router.score(conn.key, trio.current_time()), 2),
+            backoff_s=backoff_s,
+        )
+        conn.close(reason)
+
+    # ================================================================= helpers
+
+    @staticmethod
+    def _check_size(kind: Kind, payload: bytes) -> None:
+        limit = MAX_FRAME_BYTES[kind]
+        if len(payload) > limit:
+            raise ValueError(f"{kind.name} payload of {len(payload)} bytes exceeds {limit}")
+
+    def _log_queue_full(self, conn: PeerConnection, queue: str, dropped: int) -> None:
+        log.warning(
+            "send_queue_full", node=self.short, peer=conn.short, queue=queue, dropped=dropped
+        )
+
+
+def _peername(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
+
+
+@asynccontextmanager
+async def open_host(
+    config: HostConfig,
+    signer: Signer,
+    validator: Validator,
+    *,
+    sync_handler: RequestHandler | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Host]:
+    """Run a host in a nursery for the duration of the block; cancelled on exit."""
+    host = Host(config, signer, validator, sync_handler=sync_handler, rng=rng)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        try:
+            yield host
+        finally:
+            nursery.cancel_scope.cancel()
