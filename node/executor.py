@@ -1,0 +1,1100 @@
+"""Apply finalized blocks to the exchange: the entry point the node daemon calls.
+
+Theory of operation: :class:`Exchange` owns the whole exchange state — books, ledger, replay
+memory, prices, state tree — in memory, and the SQLite file (:class:`LedgerStore`) that
+persists it. It is sans-I/O in the sense that matters: its only inputs are the genesis and the
+finalized blocks (height, the proposer's timestamp, the ordered transactions); it never reads a
+clock, a random source or the network, and iterates only in sorted or block order. The daemon
+calls :meth:`Exchange.apply_block` from its one SQLite worker thread.
+
+One block is applied in this order (the protocol document says why):
+
+0. forget replay entries whose expiry is below the height;
+1. oracle transactions, in block order; then the index and mark prices of every market;
+2. ``Cancel`` transactions, in block order (cancels before placements);
+3. every other transaction (``Order``, ``Batch``, ``Transfer``, ``Withdraw``) in block order;
+4. mark prices again from the post-trade books, a premium sample, funding if due;
+5. liquidations, until no account touched by this block is below maintenance;
+6. invariants (conservation, open interest, book not crossed, no negative account);
+7. the state root over the changed records, and one SQLite transaction with every change.
+
+Every transaction gets an outcome: ``Reason.OK`` or the reason it was skipped. A skipped
+transaction changes nothing, except that its (signer, nonce) is consumed once it passed the
+expiry and replay checks, so the same bytes cannot be included again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lockstep.consensus.actions import (
+    Batch,
+    Cancel,
+    CancelAll,
+    CancelOrder,
+    OraclePrice,
+    Order,
+    OrderType,
+    PlaceOrder,
+    Side,
+    SignedTx,
+    TimeInForce,
+    Transfer,
+    TxBody,
+    Withdraw,
+    decode_and_verify_tx,
+)
+from lockstep.consensus.codec import CodecError
+from lockstep.consensus.crypto import SignatureError
+from lockstep.consensus.genesis import PPM, Genesis, Market
+
+from . import funding as fundingmod
+from . import liquidation
+from .book import Book, RestingOrder
+from .ledger import (
+    AccountState,
+    BlockWrite,
+    ConservationError,
+    Ledger,
+    LedgerStore,
+    MarketState,
+    Trade,
+    u64_from_sql,
+    u64_to_sql,
+)
+from .margin import initial_requirement, maintenance_requirement, open_loss
+from .matching import match, would_cross
+from .mempool_rules import (
+    FEE_ACCOUNT,
+    INSURANCE_FUND,
+    MAX_OPEN_ORDERS_PER_ACCOUNT,
+    SYSTEM_ACCOUNTS,
+    Reason,
+    check_static,
+    genesis_tables,
+)
+from .prices import index_price, mark_price
+from .replay import ReplayGuard
+from .state_root import StateTree
+
+RECENT_TRADES_PER_MARKET = 1_000
+"""Trades kept in memory per market for the RPC; older ones are read from SQLite."""
+RECENT_STATUS = 100_000
+"""Transaction outcomes kept in memory for the RPC (about 12 full blocks); older from SQLite."""
+
+BUY, SELL = Side.BUY, Side.SELL
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class TxOutcome:
+    index: int
+    """Position of the transaction in the block."""
+    tx_id: bytes
+    reason: Reason
+    action_index: int
+    """For a rejected batch, which action failed (else -1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    kind: str
+    """``placed``, ``cancelled`` (with a reason) or ``filled`` (fully)."""
+    order_id: int
+    owner: bytes
+    market: int
+    client_id: int
+    reason: Reason = Reason.OK
+
+
+@dataclass(frozen=True, slots=True)
+class FundingEvent:
+    market: int
+    time_ms: int
+    rate_ppm: int
+    index: int
+    residual: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationEvent:
+    owner: bytes
+    market: int
+    size: int
+    """Signed position size when liquidation began."""
+    by_book: int
+    """Lots closed against the book (within the liquidation price band)."""
+    by_fund: int
+    """Lots taken over by the insurance fund at the mark."""
+    by_adl: int
+    """Lots closed against auto-deleveraged opposite positions at the mark."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeficitEvent:
+    """A liquidated account ended below zero; the fund and/or ADL counterparties covered it."""
+
+    owner: bytes
+    deficit: int
+    fund_cover: int
+    adl_cover: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleverageEvent:
+    owner: bytes
+    market: int
+    lots: int
+    price: int
+    haircut: int
+
+
+Event = OrderEvent | FundingEvent | LiquidationEvent | DeleverageEvent | DeficitEvent
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    height: int
+    timestamp_ms: int
+    state_root: bytes
+    trades: tuple[Trade, ...]
+    outcomes: tuple[TxOutcome, ...]
+    events: tuple[Event, ...]
+
+    @property
+    def rejections(self) -> tuple[TxOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.reason != Reason.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the edge (RPC, gossip) learns about raw transaction bytes."""
+
+    reason: Reason
+    tx: SignedTx | None
+    tx_id: bytes | None
+    action_index: int = -1
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    owner: bytes
+    collateral: int
+    equity: int
+    initial_requirement: int
+    maintenance_requirement: int
+    open_orders: int
+
+
+class BlockOrderError(AssertionError):
+    """The caller applied blocks out of order or with time going backwards. Our bug."""
+
+
+# --------------------------------------------------------------------------- exchange
+
+
+class _Taker:
+    """The order being matched (kept on the exchange to avoid a closure per order)."""
+
+    __slots__ = ("acct", "fee_ppm", "is_buy", "liquidation", "market", "mk", "mult")
+
+    def __init__(self) -> None:
+        self.acct: AccountState
+        self.market = 0
+        self.mk: Market
+        self.mult = 0
+        self.is_buy = True
+        self.fee_ppm = 0
+        self.liquidation = False
+
+
+class Exchange:
+    """The exchange state machine over one SQLite file. See the module docstring."""
+
+    def __init__(self, genesis: Genesis, store: LedgerStore) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.store = store
+        self.markets, self.validators = genesis_tables(genesis)
+        self.weights = {v.public_key: v.weight for v in genesis.validators}
+        self.total_weight = genesis.total_weight
+        self.ledger = Ledger()
+        self.books: dict[int, Book] = {m: Book(m) for m in self.markets}
+        self.orders: dict[int, RestingOrder] = {}
+        self.by_client: dict[tuple[bytes, int, int], RestingOrder] = {}
+        self.replay = ReplayGuard()
+        self.oracle: dict[int, dict[bytes, tuple[int, int]]] = {m: {} for m in self.markets}
+        self.tree = StateTree()
+        self.height = 0
+        self.timestamp_ms = genesis.genesis_time_ms
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self.state_root = b""
+        self.recent_trades: dict[int, deque[Trade]] = {
+            m: deque(maxlen=RECENT_TRADES_PER_MARKET) for m in self.markets
+        }
+        self.recent_status: dict[bytes, TxOutcome] = {}
+        self._status_order: deque[bytes] = deque()
+        self._last_marks: dict[int, int] = {}
+        self.marks_changed: set[int] = set()
+        self._taker = _Taker()
+        self._fill_cb = self._on_fill
+        self._cancel_cb = self._on_cancel_in_match
+        self._cap_cb = self._reduce_cap
+        for mid in self.markets:
+            self.ledger.holders[mid] = set()
+        self._begin()
+
+    # ----------------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, db_path: str | os.PathLike[str], genesis: Genesis) -> Exchange:
+        """Open (or create) the ledger file and rebuild the in-memory state from it."""
+        store = LedgerStore(os.fspath(db_path))
+        ex = cls(genesis, store)
+        meta = store.meta()
+        if "height" not in meta:
+            ex._init_genesis()
+        else:
+            if meta.get("chain_id") != ex.chain_id:
+                raise ValueError(f"{db_path} belongs to another chain")
+            ex._load(meta)
+        return ex
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _init_genesis(self) -> None:
+        g = self.genesis
+        led = self.ledger
+        for a in g.accounts:
+            if a.owner in SYSTEM_ACCOUNTS:
+                raise ValueError("a genesis account uses a reserved system key")
+            led.credit(led.account(a.owner), a.collateral)
+        led.credit(led.account(INSURANCE_FUND), g.insurance_fund)
+        led.account(FEE_ACCOUNT)
+        for m in g.markets:
+            led.markets[m.market_id] = MarketState(
+                m.market_id, m.initial_price_ticks, g.genesis_time_ms + m.funding_interval_ms
+            )
+            led.dirty_markets.add(m.market_id)
+        self._commit(height=0, timestamp_ms=g.genesis_time_ms, n_txs=0, funding_rows=[])
+
+    def _load(self, meta: dict) -> None:
+        led = self.ledger
+        store = self.store
+        self.height = int(meta["height"])
+        self.timestamp_ms = int(meta["timestamp_ms"])
+        self.next_order_id = int(meta["next_order_id"])
+        self.next_trade_id = int(meta["next_trade_id"])
+        led.withdrawn_total = int(meta["withdrawn_total"])
+        for owner, collateral in store.rows("SELECT * FROM accounts ORDER BY owner"):
+            led.accounts[owner] = AccountState(owner, collateral)
+        for row in store.rows("SELECT * FROM markets ORDER BY market"):
+            ms = MarketState(row[0], row[1], row[5])
+            (
+                _,
+                ms.index,
+                ms.mark,
+                ms.premium_sum,
+                ms.premium_samples,
+                ms.next_funding_ms,
+                ms.last_funding_ms,
+                ms.last_funding_rate_ppm,
+                ms.long_oi,
+                ms.short_oi,
+            ) = row
+            led.markets[ms.market_id] = ms
+        from .ledger import Position
+
+        for owner, market, size, on, realized, fpaid in store.rows(
+            "SELECT * FROM positions ORDER BY owner, market"
+        ):
+            led.accounts[owner].positions[market] = Position(
+                owner, market, size, on, realized, fpaid
+            )
+            if size:
+                led.holders[market].add(owner)
+        for o in store.load_orders():
+            self._index_order(o)
+            self.books[o.market].add(o)
+        for market, validator, price, stamped in store.rows("SELECT * FROM oracle ORDER BY 1, 2"):
+            self.oracle[market][validator] = (price, stamped)
+        self.replay.load(
+            (s, u64_from_sql(n), e) for s, n, e in store.rows("SELECT * FROM replay ORDER BY 1, 2")
+        )
+        self._last_marks = {m: ms.mark for m, ms in led.markets.items()}
+        self.tree.update(self._all_records())
+        self.state_root = self.tree.root()
+        stored = meta["state_root"]
+        if stored != self.state_root:
+            raise ConservationError(
+                f"state rebuilt from {store.path} has root {self.state_root.hex()}, "
+                f"but the file recorded {bytes(stored).hex()}"
+            )
+        self._begin()
+
+    # ----------------------------------------------------------------------- block
+
+    def _begin(self) -> None:
+        self.ledger.begin_block()
+        self.touched_orders: set[int] = set()
+        self.dirty_oracle: set[tuple[int, bytes]] = set()
+        self.trades: list[Trade] = []
+        self.events: list[Event] = []
+        self.touched_books: set[int] = set()
+        self.liquidation_counterparties: set[bytes] = set()
+
+    def apply_block(
+        self,
+        height: int,
+        timestamp_ms: int,
+        txs: Sequence[SignedTx],
+        proposer: bytes = b"",
+        tx_ids: Sequence[bytes] | None = None,
+    ) -> BlockResult:
+        """Apply one finalized block; return its state root, trades, outcomes and events.
+
+        ``tx_ids`` are the transactions' ids if the caller already has them (consensus
+        computed them when verifying); otherwise they are computed here. ``proposer`` is
+        informational (the ledger pays no block reward).
+        """
+        del proposer
+        if height != self.height + 1:
+            raise BlockOrderError(f"block {height} applied after {self.height}")
+        if timestamp_ms < self.timestamp_ms:
+            raise BlockOrderError(f"block {height} time {timestamp_ms} < {self.timestamp_ms}")
+        if tx_ids is None:
+            tx_ids = [tx.tx_id(self.chain_id) for tx in txs]
+        assert len(tx_ids) == len(txs)
+        self._begin()
+        self.replay.prune(height)
+        outcomes: list[TxOutcome | None] = [None] * len(txs)
+        bodies = [tx.body for tx in txs]
+        # 1. oracle prices, then index and mark.
+        for i, body in enumerate(bodies):
+            if type(body) is OraclePrice:
+                outcomes[i] = self._apply_tx(i, tx_ids[i], body, height, timestamp_ms)
+        self._update_prices(timestamp_ms)
+        # 2. cancels.
+        for i, body in enumerate(bodies):
+            if type(body) is Cancel:
+                outcomes[i] = self._apply_tx(i, tx_ids[i], body, height, timestamp_ms)
+        # 3. everything else, in block order.
+        for i, body in enumerate(bodies):
+            if outcomes[i] is None:
+                outcomes[i] = self._apply_tx(i, tx_ids[i], body, height, timestamp_ms)
+        # 4. marks, premium, funding.
+        funding_rows = self._end_of_block_prices(timestamp_ms)
+        # 5. liquidations.
+        liquidation.run(self)
+        # 6. invariants; 7. state root and SQLite.
+        self._check_invariants()
+        final = tuple(o for o in outcomes if o is not None)
+        assert len(final) == len(txs)
+        self._commit(height, timestamp_ms, len(txs), funding_rows, final)
+        result = BlockResult(
+            height, timestamp_ms, self.state_root, tuple(self.trades), final, tuple(self.events)
+        )
+        self._remember_outcomes(final)
+        return result
+
+    def _apply_tx(
+        self, index: int, tx_id: bytes, body: TxBody, height: int, now_ms: int
+    ) -> TxOutcome:
+        reason, action = check_static(body, height, self.markets, self.validators)
+        if reason:
+            return TxOutcome(index, tx_id, reason, action)
+        if self.replay.seen(body.signer, body.nonce):
+            return TxOutcome(index, tx_id, Reason.REPLAYED, -1)
+        self.replay.remember(body.signer, body.nonce, body.expiry_height)
+        reason, action = self._apply_body(body, height, now_ms)
+        return TxOutcome(index, tx_id, reason, action)
+
+    def _apply_body(self, body: TxBody, height: int, now_ms: int) -> tuple[Reason, int]:
+        kind = type(body)
+        if kind is OraclePrice:
+            for mp in body.prices:
+                self.oracle[mp.market][body.signer] = (mp.price, now_ms)
+                self.dirty_oracle.add((mp.market, body.signer))
+            return Reason.OK, -1
+        acct = self.ledger.accounts.get(body.signer)
+        if acct is None:
+            return Reason.UNKNOWN_ACCOUNT, -1
+        if kind is Order:
+            return self._place(acct, body.place, height), -1
+        if kind is Cancel:
+            return self._cancel(acct, body.cancel), -1
+        if kind is Batch:
+            return self._batch(acct, body.batch, height)
+        if kind is Transfer:
+            return self._transfer(acct, body.to, body.amount, withdraw=False), -1
+        if kind is Withdraw:
+            return self._transfer(acct, b"", body.amount, withdraw=True), -1
+        raise AssertionError(f"unknown body {kind.__name__}")
+
+    # ----------------------------------------------------------------------- orders
+
+    def _index_order(self, o: RestingOrder) -> None:
+        self.orders[o.order_id] = o
+        self.by_client[(o.owner, o.market, o.client_id)] = o
+        acct = self.ledger.accounts[o.owner]
+        acct.n_open += 1
+        book = acct.open_buy if o.side == BUY else acct.open_sell
+        book[o.market] = book.get(o.market, 0) + o.remaining
+
+    def _unindex_order(self, o: RestingOrder, lots: int) -> None:
+        """Take ``lots`` off the owner's open exposure (all of them when the order goes)."""
+        acct = self.ledger.accounts[o.owner]
+        book = acct.open_buy if o.side == BUY else acct.open_sell
+        left = book[o.market] - lots
+        if left:
+            book[o.market] = left
+        else:
+            del book[o.market]
+
+    def _remove_order(self, o: RestingOrder, reason: Reason) -> None:
+        """Cancel a resting order: its remaining lots leave the owner's exposure."""
+        self._unindex_order(o, o.remaining)
+        self._drop_order(o, reason)
+
+    def _drop_order(self, o: RestingOrder, reason: Reason) -> None:
+        self.books[o.market].remove(o)
+        del self.orders[o.order_id]
+        del self.by_client[(o.owner, o.market, o.client_id)]
+        self.ledger.accounts[o.owner].n_open -= 1
+        self.touched_orders.add(o.order_id)
+        self.touched_books.add(o.market)
+        kind = "filled" if reason == Reason.OK else "cancelled"
+        self.events.append(OrderEvent(kind, o.order_id, o.owner, o.market, o.client_id, reason))
+
+    def _on_cancel_in_match(self, o: RestingOrder, reason: Reason) -> None:
+        self._remove_order(o, reason)
+
+    def _reduce_cap(self, o: RestingOrder) -> int:
+        p = self.ledger.accounts[o.owner].positions.get(o.market)
+        size = p.size if p is not None else 0
+        return -size if o.side == BUY else size
+
+    def _on_fill(self, maker: RestingOrder, lots: int, price: int) -> None:
+        t = self._taker
+        led = self.ledger
+        market = t.market
+        mult = t.mult
+        notional = price * lots * mult
+        maker_acct = led.accounts[maker.owner]
+        d = lots if t.is_buy else -lots
+        led.trade(t.acct, market, d, price, mult)
+        led.trade(maker_acct, market, -d, price, mult)
+        maker_fee = -((-notional * t.mk.maker_fee_ppm) // PPM)
+        taker_fee = -((-notional * t.fee_ppm) // PPM)
+        taker_acct = t.acct
+        if t.liquidation:
+            self.liquidation_counterparties.add(maker.owner)
+            # Liquidation fee to the fund, never more than the account still has.
+            taker_fee = max(0, min(taker_fee, taker_acct.collateral))
+            led.credit(led.accounts[INSURANCE_FUND], taker_fee)
+            fee_total = maker_fee
+        else:
+            fee_total = maker_fee + taker_fee
+        taker_acct.collateral -= taker_fee
+        maker_acct.collateral -= maker_fee
+        led.credit(led.accounts[FEE_ACCOUNT], fee_total)
+        self._unindex_order(maker, lots)
+        maker.remaining -= lots
+        self.touched_orders.add(maker.order_id)
+        if maker.remaining == 0:
+            self._drop_order(maker, Reason.OK)
+        trade = Trade(
+            self.next_trade_id,
+            self.height + 1,
+            market,
+            price,
+            lots,
+            int(BUY if t.is_buy else SELL),
+            taker_acct.owner,
+            maker.owner,
+            maker.order_id,
+            taker_fee,
+            maker_fee,
+            t.liquidation,
+        )
+        self.next_trade_id += 1
+        self.trades.append(trade)
+
+    def take_liquidity(
+        self,
+        acct: AccountState,
+        market: int,
+        is_buy: bool,
+        limit: int,
+        qty: int,
+        liquidation: bool = False,
+    ) -> int:
+        """Match ``qty`` lots for ``acct`` as taker against the book; return lots filled."""
+        t = self._taker
+        mk = self.markets[market]
+        t.acct = acct
+        t.market = market
+        t.mk = mk
+        t.mult = mk.contract_multiplier
+        t.is_buy = is_buy
+        t.liquidation = liquidation
+        t.fee_ppm = mk.liquidation_fee_ppm if liquidation else mk.taker_fee_ppm
+        book = self.books[market]
+        self.touched_books.add(market)
+        return match(
+            book, acct.owner, is_buy, limit, qty, self._fill_cb, self._cancel_cb, self._cap_cb
+        )
+
+    def _place(
+        self, acct: AccountState, place: PlaceOrder, height: int, check_margin: bool = True
+    ) -> Reason:
+        market = place.market
+        owner = acct.owner
+        if (owner, market, place.client_id) in self.by_client:
+            return Reason.DUPLICATE_CLIENT_ID
+        is_buy = place.side == BUY
+        size = place.size
+        price = place.price
+        book = self.books[market]
+        rests = place.order_type == OrderType.LIMIT and place.time_in_force != TimeInForce.IOC
+        if rests and acct.n_open >= MAX_OPEN_ORDERS_PER_ACCOUNT:
+            return Reason.TOO_MANY_OPEN_ORDERS
+        if place.reduce_only:
+            p = acct.positions.get(market)
+            allowed = 0 if p is None else (-p.size if is_buy else p.size)
+            if allowed <= 0:
+                return Reason.REDUCE_ONLY_WOULD_INCREASE
+            if size > allowed:
+                size = allowed
+        if place.time_in_force == TimeInForce.POST_ONLY and would_cross(book, is_buy, price):
+            return Reason.POST_ONLY_WOULD_CROSS
+        if (
+            check_margin
+            and not place.reduce_only
+            and not self._margin_ok(acct, market, is_buy, price, size)
+        ):
+            return Reason.INSUFFICIENT_MARGIN
+        filled = 0
+        if would_cross(book, is_buy, price):
+            filled = self.take_liquidity(acct, market, is_buy, price, size)
+        left = size - filled
+        if left > 0:
+            if rests:
+                o = RestingOrder(
+                    self.next_order_id,
+                    owner,
+                    market,
+                    place.side,
+                    price,
+                    place.size,
+                    left,
+                    place.client_id,
+                    place.reduce_only,
+                    height,
+                )
+                self.next_order_id += 1
+                self._index_order(o)
+                book.add(o)
+                self.touched_orders.add(o.order_id)
+                self.touched_books.add(market)
+                self.events.append(OrderEvent("placed", o.order_id, owner, market, o.client_id))
+            elif filled == 0:
+                return Reason.NO_LIQUIDITY
+        return Reason.OK
+
+    def _cancel(self, acct: AccountState, action: CancelOrder | CancelAll) -> Reason:
+        owner = acct.owner
+        if type(action) is CancelOrder:
+            o = self.by_client.get((owner, action.market, action.client_id))
+            if o is None:
+                return Reason.ORDER_NOT_FOUND
+            self._remove_order(o, Reason.CANCELLED)
+            return Reason.OK
+        self.cancel_orders(acct, action.market, Reason.CANCELLED)
+        return Reason.OK
+
+    def cancel_orders(self, acct: AccountState, market: int | None, reason: Reason) -> int:
+        """Cancel the account's resting orders in one market (or all); oldest first."""
+        if acct.n_open == 0:
+            return 0
+        mine = sorted(
+            (o for o in self.orders.values() if o.owner == acct.owner)
+            if market is None
+            else (o for o in self.orders.values() if o.owner == acct.owner and o.market == market),
+            key=lambda o: o.order_id,
+        )
+        for o in mine:
+            self._remove_order(o, reason)
+        return len(mine)
+
+    def _batch(self, acct: AccountState, actions: tuple, height: int) -> tuple[Reason, int]:
+        """All-or-nothing admission (see the protocol document), then in-order application."""
+        owner = acct.owner
+        open_cids = set()
+        add_buy: dict[int, int] = {}
+        add_sell: dict[int, int] = {}
+        loss = 0
+        n_rest = 0
+        for i, a in enumerate(actions):
+            kind = type(a)
+            if kind is CancelOrder:
+                key = (owner, a.market, a.client_id)
+                if key not in self.by_client or key in open_cids:
+                    return Reason.BATCH_REJECTED, i
+                open_cids.add(key)
+            elif kind is PlaceOrder:
+                key = (owner, a.market, a.client_id)
+                if key in self.by_client and key not in open_cids:
+                    return Reason.BATCH_REJECTED, i
+                if a.reduce_only:
+                    p = acct.positions.get(a.market)
+                    allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
+                    if allowed <= 0:
+                        return Reason.BATCH_REJECTED, i
+                    continue
+                is_buy = a.side == BUY
+                if a.order_type == OrderType.LIMIT and a.time_in_force != TimeInForce.IOC:
+                    n_rest += 1
+                tgt = add_buy if is_buy else add_sell
+                tgt[a.market] = tgt.get(a.market, 0) + a.size
+                mark = self.ledger.markets[a.market].mark
+                mult = self.markets[a.market].contract_multiplier
+                loss += open_loss(is_buy, a.price, a.size, mark, mult)
+        if acct.n_open + n_rest > MAX_OPEN_ORDERS_PER_ACCOUNT + len(open_cids):
+            return Reason.BATCH_REJECTED, -1
+        if (add_buy or add_sell) and not self._margin_ok_multi(acct, add_buy, add_sell, loss):
+            return Reason.BATCH_REJECTED, -1
+        for a in actions:
+            kind = type(a)
+            if kind is PlaceOrder:
+                self._place_admitted(acct, a, height)
+            else:
+                self._cancel(acct, a)
+        return Reason.OK, -1
+
+    def _place_admitted(self, acct: AccountState, place: PlaceOrder, height: int) -> None:
+        """A batch placement whose margin was checked for the batch as a whole."""
+        reason = self._place(acct, place, height, check_margin=False)
+        if reason not in (Reason.OK, Reason.NO_LIQUIDITY):
+            self.events.append(
+                OrderEvent("cancelled", 0, acct.owner, place.market, place.client_id, reason)
+            )
+
+    # ----------------------------------------------------------------------- margin
+
+    def equity_and_requirements(
+        self,
+        acct: AccountState,
+        add_buy: dict[int, int] | None = None,
+        add_sell: dict[int, int] | None = None,
+    ) -> tuple[int, int, int]:
+        """(equity, initial requirement, maintenance requirement) at the current marks."""
+        equity = acct.collateral
+        im = mm = 0
+        markets = set(acct.positions) | set(acct.open_buy) | set(acct.open_sell)
+        if add_buy:
+            markets |= set(add_buy)
+        if add_sell:
+            markets |= set(add_sell)
+        lm = self.ledger.markets
+        for mid in markets:
+            mk = self.markets[mid]
+            mark = lm[mid].mark
+            p = acct.positions.get(mid)
+            size = 0
+            if p is not None and p.size:
+                size = p.size
+                equity += size * mark * mk.contract_multiplier - p.open_notional
+                mm += maintenance_requirement(mk, size, mark)
+            ob = acct.open_buy.get(mid, 0) + (add_buy.get(mid, 0) if add_buy else 0)
+            os_ = acct.open_sell.get(mid, 0) + (add_sell.get(mid, 0) if add_sell else 0)
+            if size or ob or os_:
+                im += initial_requirement(mk, size, ob, os_, mark)
+        return equity, im, mm
+
+    def _margin_ok(
+        self, acct: AccountState, market: int, is_buy: bool, price: int, size: int
+    ) -> bool:
+        mark = self.ledger.markets[market].mark
+        loss = open_loss(is_buy, price, size, mark, self.markets[market].contract_multiplier)
+        add = {market: size}
+        if is_buy:
+            return self._margin_ok_multi(acct, add, None, loss)
+        return self._margin_ok_multi(acct, None, add, loss)
+
+    def _margin_ok_multi(
+        self,
+        acct: AccountState,
+        add_buy: dict[int, int] | None,
+        add_sell: dict[int, int] | None,
+        loss: int,
+    ) -> bool:
+        equity, im, _ = self.equity_and_requirements(acct, add_buy, add_sell)
+        return equity - loss >= im
+
+    # ----------------------------------------------------------------------- money
+
+    def _transfer(self, acct: AccountState, to: bytes, amount: int, withdraw: bool) -> Reason:
+        equity, im, _ = self.equity_and_requirements(acct)
+        free = min(acct.collateral, equity - im)
+        if amount > free:
+            return Reason.INSUFFICIENT_BALANCE
+        led = self.ledger
+        led.credit(acct, -amount)
+        if withdraw:
+            led.withdrawn_block += amount
+            led.withdrawn_total += amount
+        else:
+            led.credit(led.account(to), amount)
+        return Reason.OK
+
+    # ----------------------------------------------------------------------- prices
+
+    def _update_prices(self, now_ms: int) -> None:
+        lm = self.ledger.markets
+        for mid in sorted(self.markets):
+            mk = self.markets[mid]
+            ms = lm[mid]
+            obs = [(p, v, self.weights[v], t) for v, (p, t) in self.oracle[mid].items()]
+            ms.index = index_price(obs, now_ms, mk.oracle_staleness_ms, self.total_weight, ms.index)
+            book = self.books[mid]
+            ms.mark = mark_price(ms.index, book.best_bid(), book.best_ask())
+
+    def _end_of_block_prices(self, now_ms: int) -> list[tuple[int, int, int, int]]:
+        lm = self.ledger.markets
+        led = self.ledger
+        rows = []
+        self.marks_changed: set[int] = set()
+        for mid in sorted(self.markets):
+            mk = self.markets[mid]
+            ms = lm[mid]
+            book = self.books[mid]
+            old = self._last_marks.get(mid)
+            ms.mark = mark_price(ms.index, book.best_bid(), book.best_ask())
+            if old != ms.mark:
+                self.marks_changed.add(mid)
+            self._last_marks[mid] = ms.mark
+            ms.premium_sum += fundingmod.premium_ppm(ms.index, book.best_bid(), book.best_ask())
+            ms.premium_samples += 1
+            led.dirty_markets.add(mid)
+            if now_ms >= ms.next_funding_ms:
+                rate = fundingmod.funding_rate_ppm(
+                    ms.premium_sum, ms.premium_samples, mk.funding_clamp_ppm
+                )
+                residual = self._settle_funding(mk, ms, rate)
+                self.events.append(FundingEvent(mid, now_ms, rate, ms.index, residual))
+                rows.append((mid, now_ms, rate, ms.index))
+                ms.last_funding_ms = now_ms
+                ms.last_funding_rate_ppm = rate
+                ms.premium_sum = ms.premium_samples = 0
+                ms.next_funding_ms = fundingmod.next_funding_after(
+                    now_ms, ms.next_funding_ms, mk.funding_interval_ms
+                )
+        return rows
+
+    def _settle_funding(self, mk: Market, ms: MarketState, rate: int) -> int:
+        led = self.ledger
+        mid = mk.market_id
+        if rate == 0:
+            return 0
+        holders = sorted(led.holders[mid])
+        positions = [(o, led.accounts[o].positions[mid].size) for o in holders]
+        pays, residual = fundingmod.payments(positions, ms.index, mk.contract_multiplier, rate)
+        for owner, amount in pays:
+            led.add_funding(led.accounts[owner], mid, amount)
+        led.credit(led.accounts[INSURANCE_FUND], residual)
+        return residual
+
+    # ----------------------------------------------------------------------- invariants
+
+    def _check_invariants(self) -> None:
+        self.ledger.check_block()
+        for mid in sorted(self.touched_books):
+            book = self.books[mid]
+            if book.is_crossed():
+                raise ConservationError(
+                    f"market {mid}: book crossed, bid {book.best_bid()} ≥ ask {book.best_ask()}"
+                )
+        accounts = self.ledger.accounts
+        for owner in sorted(self.ledger.dirty_accounts):
+            if owner in SYSTEM_ACCOUNTS:
+                continue
+            acct = accounts[owner]
+            if any(p.size for p in acct.positions.values()):
+                equity, _, _ = self.equity_and_requirements(acct)
+                if equity < 0:
+                    raise ConservationError(f"account {owner.hex()} has equity {equity} < 0")
+            elif acct.collateral < 0:
+                raise ConservationError(
+                    f"account {owner.hex()} is flat with collateral {acct.collateral} < 0"
+                )
+
+    # ----------------------------------------------------------------------- commit
+
+    def _records_changed(self, height: int, timestamp_ms: int) -> list[tuple[bytes, tuple | None]]:
+        led = self.ledger
+        changes: list[tuple[bytes, tuple | None]] = []
+        for owner in led.dirty_accounts:
+            changes.append((b"A" + owner, (led.accounts[owner].collateral,)))
+        for owner, market in led.dirty_positions:
+            p = led.accounts[owner].positions[market]
+            changes.append((_pos_key(owner, market), _pos_value(p)))
+        for oid in self.touched_orders:
+            o = self.orders.get(oid)
+            changes.append((_order_key(oid), None if o is None else _order_value(o)))
+        for mid in led.dirty_markets:
+            changes.append((_market_key(mid), led.markets[mid].row()[1:]))
+        for mid, v in self.dirty_oracle:
+            changes.append((_oracle_key(mid, v), self.oracle[mid][v]))
+        changes.append((b"G", self._global_value(height, timestamp_ms)))
+        return changes
+
+    def _global_value(self, height: int, timestamp_ms: int) -> tuple:
+        return (height, timestamp_ms, self.next_order_id, self.next_trade_id,
+                self.ledger.withdrawn_total)
+
+    def _all_records(self) -> list[tuple[bytes, tuple]]:
+        led = self.ledger
+        out: list[tuple[bytes, tuple]] = []
+        for owner, acct in led.accounts.items():
+            out.append((b"A" + owner, (acct.collateral,)))
+            for market, p in acct.positions.items():
+                out.append((_pos_key(owner, market), _pos_value(p)))
+        for oid, o in self.orders.items():
+            out.append((_order_key(oid), _order_value(o)))
+        for mid, ms in led.markets.items():
+            out.append((_market_key(mid), ms.row()[1:]))
+        for mid, obs in self.oracle.items():
+            for v, value in obs.items():
+                out.append((_oracle_key(mid, v), value))
+        out.append((b"G", self._global_value(self.height, self.timestamp_ms)))
+        return out
+
+    def records(self) -> list[tuple[bytes, tuple]]:
+        """Every committed record (key, value), sorted by key: the state the root commits to."""
+        return sorted(self._all_records())
+
+    def _commit(
+        self,
+        height: int,
+        timestamp_ms: int,
+        n_txs: int,
+        funding_rows: list[tuple[int, int, int, int]],
+        outcomes: Sequence[TxOutcome] = (),
+    ) -> None:
+        led = self.ledger
+        self.tree.update(self._records_changed(height, timestamp_ms))
+        root = self.tree.root()
+        accounts = led.accounts
+        orders = self.orders
+        upsert = []
+        delete = []
+        for oid in sorted(self.touched_orders):
+            o = orders.get(oid)
+            if o is None:
+                delete.append((oid,))
+            else:
+                upsert.append(_order_row(o))
+        w = BlockWrite(
+            height=height,
+            timestamp_ms=timestamp_ms,
+            state_root=root,
+            meta={
+                "height": height,
+                "timestamp_ms": timestamp_ms,
+                "next_order_id": self.next_order_id,
+                "next_trade_id": self.next_trade_id,
+                "withdrawn_total": led.withdrawn_total,
+            },
+            accounts=[(o, accounts[o].collateral) for o in sorted(led.dirty_accounts)],
+            positions=[accounts[o].positions[m].row() for o, m in sorted(led.dirty_positions)],
+            orders_upsert=upsert,
+            orders_delete=delete,
+            markets=[led.markets[m].row() for m in sorted(led.dirty_markets)],
+            oracle=[(m, v, *self.oracle[m][v]) for m, v in sorted(self.dirty_oracle)],
+            replay_add=[(s, u64_to_sql(n), e) for s, n, e in self.replay.take_added()],
+            trades=[t.row() for t in self.trades],
+            tx_status=[
+                (o.tx_id, height, o.index, int(o.reason), o.action_index) for o in outcomes
+            ],
+            funding=funding_rows,
+            n_txs=n_txs,
+        )
+        if height == 0:
+            w.meta["chain_id"] = self.chain_id
+        self.store.write_block(w)
+        self.height = height
+        self.timestamp_ms = timestamp_ms
+        self.state_root = root
+        for t in self.trades:
+            self.recent_trades[t.market].append(t)
+        if height == 0:
+            self._last_marks = {m: ms.mark for m, ms in led.markets.items()}
+
+    def _remember_outcomes(self, outcomes: Sequence[TxOutcome]) -> None:
+        for o in outcomes:
+            if o.tx_id not in self.recent_status:
+                self._status_order.append(o.tx_id)
+            self.recent_status[o.tx_id] = o
+        while len(self._status_order) > RECENT_STATUS:
+            self.recent_status.pop(self._status_order.popleft(), None)
+
+    # ----------------------------------------------------------------------- edge
+
+    def admit(self, data: bytes) -> Admission:
+        """Admission at the edge (RPC, gossip) for raw transaction bytes.
+
+        Decodes strictly, verifies the signature, then checks the static rules and the
+        stateful ones that do not need matching (replay, account, client ids, margin) against
+        the state after the last applied block, for inclusion in the next one.
+        """
+        try:
+            tx, tx_id = decode_and_verify_tx(data, self.chain_id)
+        except CodecError as e:
+            return Admission(Reason.MALFORMED, None, None, -1, str(e))
+        except SignatureError as e:
+            return Admission(Reason.BAD_SIGNATURE, None, None, -1, str(e))
+        reason, action = self.check_tx(tx)
+        return Admission(reason, tx, tx_id, action)
+
+    def check_tx(self, tx: SignedTx) -> tuple[Reason, int]:
+        """Stateless and stateful admission rules for the next block (signature not checked)."""
+        body = tx.body
+        height = self.height + 1
+        reason, action = check_static(body, height, self.markets, self.validators)
+        if reason:
+            return reason, action
+        if self.replay.seen(body.signer, body.nonce):
+            return Reason.REPLAYED, -1
+        if type(body) is OraclePrice:
+            return Reason.OK, -1
+        acct = self.ledger.accounts.get(body.signer)
+        if acct is None:
+            return Reason.UNKNOWN_ACCOUNT, -1
+        for i, a in enumerate(body.actions()):
+            key = (acct.owner, a.market, getattr(a, "client_id", None))
+            if type(a) is CancelOrder and key not in self.by_client:
+                return (Reason.ORDER_NOT_FOUND, -1) if type(body) is Cancel else (
+                    Reason.BATCH_REJECTED, i)
+            if type(a) is PlaceOrder:
+                if key in self.by_client and type(body) is Order:
+                    return Reason.DUPLICATE_CLIENT_ID, -1
+                if a.reduce_only:
+                    p = acct.positions.get(a.market)
+                    allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
+                    if allowed <= 0:
+                        return Reason.REDUCE_ONLY_WOULD_INCREASE, i if type(body) is Batch else -1
+                elif type(body) is Order and not self._margin_ok(
+                    acct, a.market, a.side == BUY, a.price, a.size
+                ):
+                    return Reason.INSUFFICIENT_MARGIN, -1
+                if a.time_in_force == TimeInForce.POST_ONLY and would_cross(
+                    self.books[a.market], a.side == BUY, a.price
+                ) and type(body) is Order:
+                    return Reason.POST_ONLY_WOULD_CROSS, -1
+        if type(body) in (Transfer, Withdraw):
+            equity, im, _ = self.equity_and_requirements(acct)
+            if body.amount > min(acct.collateral, equity - im):
+                return Reason.INSUFFICIENT_BALANCE, -1
+        return Reason.OK, -1
+
+    # ----------------------------------------------------------------------- reads (RPC)
+
+    def l2(
+        self, market: int, depth: int = 50
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(bids, asks) as (price ticks, lots), best first."""
+        return self.books[market].l2(depth)
+
+    def account(self, owner: bytes) -> AccountView | None:
+        acct = self.ledger.accounts.get(owner)
+        if acct is None:
+            return None
+        equity, im, mm = self.equity_and_requirements(acct)
+        return AccountView(owner, acct.collateral, equity, im, mm, acct.n_open)
+
+    def positions(self, owner: bytes) -> list[tuple[int, int, int, int, int, int]]:
+        """[(market, size, open_notional, realized_pnl, funding_paid, unrealized_pnl)]."""
+        acct = self.ledger.accounts.get(owner)
+        if acct is None:
+            return []
+        out = []
+        for mid in sorted(acct.positions):
+            p = acct.positions[mid]
+            mark = self.ledger.markets[mid].mark
+            upnl = p.size * mark * self.markets[mid].contract_multiplier - p.open_notional
+            out.append((mid, p.size, p.open_notional, p.realized_pnl, p.funding_paid, upnl))
+        return out
+
+    def open_orders(self, owner: bytes, market: int | None = None) -> list[RestingOrder]:
+        return sorted(
+            (o for o in self.orders.values()
+             if o.owner == owner and (market is None or o.market == market)),
+            key=lambda o: o.order_id,
+        )
+
+    def recent_trades(self, market: int, limit: int = 100) -> list[Trade]:
+        """Newest first."""
+        ring = self.recent_trades[market]
+        if limit <= len(ring):
+            return list(reversed(ring))[:limit]
+        rows = self.store.rows(
+            "SELECT * FROM trades WHERE market=? ORDER BY trade_id DESC LIMIT ?", (market, limit)
+        )
+        return [Trade(*r[:11], bool(r[11])) for r in rows]
+
+    def tx_status(self, tx_id: bytes) -> TxOutcome | None:
+        """Outcome of an included transaction (None: not in any applied block)."""
+        o = self.recent_status.get(tx_id)
+        if o is not None:
+            return o
+        rows = self.store.rows(
+            "SELECT tx_index, reason, action_index FROM tx_status WHERE tx_id=?", (tx_id,)
+        )
+        if not rows:
+            return None
+        i, r, a = rows[0]
+        return TxOutcome(i, tx_id, Reason(r), a)
+
+    def market_state(self, market: int) -> MarketState:
+        return self.ledger.markets[market]
+
+    def book_snapshot(self) -> dict[int, tuple]:
+        return {m: self.books[m].snapshot() for m in sorted(self.books)}
+
+
+def _pos_key(owner: bytes, market: int) -> bytes:
+    return b"P" + owner + market.to_bytes(4, "big")
+
+
+def _pos_value(p) -> tuple:
+    return (p.size, p.open_notional, p.realized_pnl, p.funding_paid)
+
+
+def _order_key(oid: int) -> bytes:
+    return b"O" + oid.to_bytes(8, "big")
+
+
+def _order_value(o: RestingOrder) -> tuple:
+    return (o.owner, o.market, int(o.side), o.price, o.size, o.remaining, o.client_id,
+            o.reduce_only, o.height)
+
+
+def _order_row(o: RestingOrder) -> tuple:
+    return (o.order_id, o.owner, o.market, int(o.side), o.price, o.size, o.remaining,
+            u64_to_sql(o.client_id), int(o.reduce_only), o.height)
+
+
+def _market_key(mid: int) -> bytes:
+    return b"M" + mid.to_bytes(4, "big")
+
+
+def _oracle_key(mid: int, validator: bytes) -> bytes:
+    return b"R" + mid.to_bytes(4, "big") + validator

@@ -1,0 +1,224 @@
+"""Liquidation, the insurance fund, and auto-deleveraging (ADL).
+
+Theory of operation. After the block's trades and funding, every account the block touched,
+and every holder of a market whose mark price moved, is checked; an account holding a position
+with ``equity < maintenance requirement`` (see :mod:`margin`) is liquidated, accounts in
+ascending key order. Liquidating account X:
+
+1. **Cancel** all of X's resting orders (reason ``LIQUIDATION``).
+2. **Book**: for each market X holds, in ascending market id, an IOC order closes the whole
+   position against the book, no worse than the *band price*
+   ``mark × (PPM ∓ band) / PPM`` (a buy rounds down, a sell up), where ``band`` is the
+   position's maintenance-margin rate. X pays the market's liquidation fee on each fill to the
+   insurance fund (at most X's remaining positive collateral); makers pay their usual fee.
+3. **Insurance fund**: what the book could not absorb is taken over by the fund at the mark, if
+   the fund can carry it: ``fund equity − X's deficit ≥ fund maintenance requirement after the
+   takeover`` (X's *deficit* is how far below zero X's collateral ends once everything left is
+   closed at the mark). The fund then pays X's deficit.
+4. **ADL**: otherwise (the fund is exhausted) each remaining position is closed at the mark
+   against opposite positions, best-ranked first. Ranking: accounts in profit on that position
+   (unrealized PnL > 0 and equity > 0) come first, by ``score = upnl × notional × PPM //
+   (|open_notional| × equity)`` — PnL ratio times effective leverage — descending; then the
+   others by unrealized PnL descending; ties by account key ascending; the insurance fund last.
+   The fund pays what it can of X's deficit (its equity above its maintenance requirement); the
+   rest is charged to the ADL counterparties pro rata to the notional they took over
+   (``share = rest × n_i // Σn``, the remainder of the floor divisions to the first-ranked),
+   which is the same as closing them at X's bankruptcy price.
+
+Liquidation runs to a fixpoint: makers that filled a liquidation order and ADL counterparties
+are checked again, and each account is liquidated at most once per block. Afterwards every
+liquidated account is flat with zero collateral, and no trader account is below zero.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lockstep.consensus.genesis import PPM
+
+from .margin import maintenance_requirement, tier_for
+from .mempool_rules import INSURANCE_FUND, SYSTEM_ACCOUNTS, Reason
+
+if TYPE_CHECKING:
+    from .executor import Exchange
+    from .ledger import AccountState
+
+MAX_LIQUIDATION_ROUNDS = 1_000
+"""Fixpoint rounds per block; each round liquidates at least one new account, so this bounds
+cascades far above any realistic one (and a broken bound halts the node loudly)."""
+
+
+def band_price(mark: int, band_ppm: int, is_buy: bool) -> int:
+    """Worst price of a liquidation order: a buy may pay up to ⌊mark × (1 + band)⌋, a sell
+    accepts down to ⌈mark × (1 − band)⌉ (at least one tick)."""
+    if is_buy:
+        return mark * (PPM + band_ppm) // PPM
+    return max(1, -((-mark * (PPM - band_ppm)) // PPM))
+
+
+def adl_rank_key(owner: bytes, upnl: int, notional: int, cost: int, equity: int) -> tuple:
+    """Sort key: smaller sorts first (ranked earlier for deleveraging)."""
+    if owner == INSURANCE_FUND:
+        return (2, 0, owner)
+    if upnl > 0 and equity > 0:
+        score = upnl * notional * PPM // (max(cost, 1) * equity)
+        return (0, -score, owner)
+    return (1, -upnl, owner)
+
+
+def split_pro_rata(total: int, weights: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    """Split ``total`` by weight: floor shares, the remainder to the first entry."""
+    w_sum = sum(w for _, w in weights)
+    if total == 0 or w_sum == 0:
+        return []
+    shares = [(owner, total * w // w_sum) for owner, w in weights]
+    rest = total - sum(s for _, s in shares)
+    owner0, s0 = shares[0]
+    shares[0] = (owner0, s0 + rest)
+    return shares
+
+
+def run(ex: Exchange) -> None:
+    """Liquidate every eligible account, to a fixpoint (see the module docstring)."""
+    led = ex.ledger
+    candidates = set(led.dirty_accounts)
+    for mid in ex.marks_changed:
+        candidates |= led.holders[mid]
+    liquidated: set[bytes] = set()
+    for _ in range(MAX_LIQUIDATION_ROUNDS):
+        todo = sorted(candidates - liquidated - SYSTEM_ACCOUNTS)
+        if not todo:
+            return
+        ex.liquidation_counterparties = set()
+        for owner in todo:
+            acct = led.accounts[owner]
+            if not any(p.size for p in acct.positions.values()):
+                continue
+            equity, _, mm = ex.equity_and_requirements(acct)
+            if equity >= mm:
+                continue
+            liquidated.add(owner)
+            liquidate(ex, acct)
+        candidates = ex.liquidation_counterparties
+    raise AssertionError(f"liquidation did not settle in {MAX_LIQUIDATION_ROUNDS} rounds")
+
+
+def liquidate(ex: Exchange, acct: AccountState) -> None:
+    from .executor import DeficitEvent, DeleverageEvent, LiquidationEvent
+
+    led = ex.ledger
+    owner = acct.owner
+    ex.cancel_orders(acct, None, Reason.LIQUIDATION)
+    started: dict[int, int] = {}
+    by_book: dict[int, int] = {}
+    for mid in sorted(acct.positions):
+        p = acct.positions[mid]
+        if not p.size:
+            continue
+        started[mid] = p.size
+        mk = ex.markets[mid]
+        mark = led.markets[mid].mark
+        notional = abs(p.size) * mark * mk.contract_multiplier
+        band = tier_for(mk.leverage_tiers, notional).maintenance_margin_ppm
+        is_buy = p.size < 0
+        by_book[mid] = ex.take_liquidity(
+            acct, mid, is_buy, band_price(mark, band, is_buy), abs(p.size), liquidation=True
+        )
+    remaining = [(mid, acct.positions[mid].size) for mid in sorted(started)]
+    remaining = [(mid, s) for mid, s in remaining if s]
+    fund = led.accounts[INSURANCE_FUND]
+    by_fund: dict[int, int] = {}
+    adl_fills: list[tuple[bytes, int, int, int]] = []  # (counterparty, market, lots, notional)
+    if remaining:
+        close_value = 0
+        fund_mm_after = 0
+        touched = {mid for mid, _ in remaining} | {m for m, p in fund.positions.items() if p.size}
+        rem = dict(remaining)
+        for mid in sorted(touched):
+            mk = ex.markets[mid]
+            mark = led.markets[mid].mark
+            if mid in rem:
+                p = acct.positions[mid]
+                close_value += p.size * mark * mk.contract_multiplier - p.open_notional
+            fp = fund.positions.get(mid)
+            fund_size = (fp.size if fp else 0) + rem.get(mid, 0)
+            fund_mm_after += maintenance_requirement(mk, fund_size, mark)
+        deficit = max(0, -(acct.collateral + close_value))
+        fund_equity, _, _ = ex.equity_and_requirements(fund)
+        if fund_equity - deficit >= fund_mm_after:
+            for mid, size in remaining:
+                mark = led.markets[mid].mark
+                mult = ex.markets[mid].contract_multiplier
+                led.trade(acct, mid, -size, mark, mult)
+                led.trade(fund, mid, size, mark, mult)
+                by_fund[mid] = abs(size)
+        else:
+            for mid, size in remaining:
+                adl_fills.extend(_deleverage(ex, acct, mid, size))
+    for mid in sorted(started):
+        size0 = started[mid]
+        adl = sum(f[2] for f in adl_fills if f[1] == mid)
+        ex.events.append(
+            LiquidationEvent(owner, mid, size0, by_book[mid], by_fund.get(mid, 0), adl)
+        )
+    assert not any(p.size for p in acct.positions.values()), "liquidation leaves X flat"
+    haircuts: dict[bytes, int] = {}
+    if acct.collateral < 0:
+        deficit = -acct.collateral
+        fund_equity, _, fund_mm = ex.equity_and_requirements(fund)
+        cover = min(deficit, max(0, fund_equity - fund_mm))
+        rest = deficit - cover
+        if rest and adl_fills:
+            weights: dict[bytes, int] = {}
+            for cp, _, _, notional in adl_fills:
+                weights[cp] = weights.get(cp, 0) + notional
+            for cp, share in split_pro_rata(rest, list(weights.items())):
+                haircuts[cp] = share
+                led.credit(led.accounts[cp], -share)
+                ex.liquidation_counterparties.add(cp)
+            rest = 0
+        cover += rest  # no ADL to share it with: the fund carries the loss
+        led.credit(fund, -cover)
+        led.credit(acct, deficit)
+        ex.events.append(DeficitEvent(owner, deficit, cover, deficit - cover))
+    for cp, mid, lots, _ in adl_fills:
+        ex.events.append(
+            DeleverageEvent(cp, mid, lots, led.markets[mid].mark, haircuts.pop(cp, 0))
+        )
+    assert acct.collateral >= 0
+
+
+def _deleverage(
+    ex: Exchange, acct: AccountState, mid: int, size: int
+) -> list[tuple[bytes, int, int, int]]:
+    """Close ``size`` lots of X's position at the mark against ranked opposite positions."""
+    led = ex.ledger
+    mk = ex.markets[mid]
+    mult = mk.contract_multiplier
+    mark = led.markets[mid].mark
+    ranked = []
+    for owner in led.holders[mid]:
+        if owner == acct.owner:
+            continue
+        c = led.accounts[owner]
+        p = c.positions[mid]
+        if (p.size > 0) == (size > 0):
+            continue
+        upnl = p.size * mark * mult - p.open_notional
+        equity, _, _ = ex.equity_and_requirements(c)
+        notional = abs(p.size) * mark * mult
+        ranked.append((adl_rank_key(owner, upnl, notional, abs(p.open_notional), equity), c))
+    ranked.sort(key=lambda rc: rc[0])
+    need = abs(size)
+    sign = 1 if size > 0 else -1
+    fills = []
+    for _, c in ranked:
+        if need == 0:
+            break
+        lots = min(need, abs(c.positions[mid].size))
+        led.trade(acct, mid, -sign * lots, mark, mult)
+        led.trade(c, mid, sign * lots, mark, mult)
+        fills.append((c.owner, mid, lots, lots * mark * mult))
+        need -= lots
+    assert need == 0, "open interest is balanced, so opposite positions cover any position"
+    return fills
