@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from .conftest import seed_of
 from lockstep.consensus.actions import (
     Batch,
     Cancel,
@@ -41,6 +40,8 @@ from lockstep.consensus.genesis import (
 from lockstep.consensus.vrf import vrf_keypair_from_seed
 from lockstep.node.executor import BlockResult, Exchange
 from lockstep.node.mempool_rules import FEE_ACCOUNT, INSURANCE_FUND, Reason
+
+from .conftest import seed_of
 
 USD = 1_000_000
 MULT = 1_000_000
