@@ -10,6 +10,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from lockstep.cli import node, wallet
+
 __version__ = version("lockstep")
 
 
@@ -18,7 +20,13 @@ def _cmd_testnet_generate(args: argparse.Namespace) -> int:
 
     hosts = args.hosts.split(",") if args.hosts else None
     n = len(hosts) if hosts else args.nodes
-    net = generate_network(Path(args.dir), n_validators=n, n_traders=args.traders, hosts=hosts)
+    net = generate_network(
+        Path(args.dir),
+        n_validators=n,
+        n_traders=args.traders,
+        hosts=hosts,
+        base_port=args.base_port,
+    )
     print(f"chain {net.genesis.chain_name}  id {net.genesis.chain_id.hex()}")
     for home, v in zip(net.node_homes, net.genesis.validators, strict=True):
         print(f"  {v.name:8} {v.public_key.hex()[:16]}…  p2p {v.address:22} home {home}")
@@ -41,7 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--nodes", type=int, default=4, help="number of validators")
     gen.add_argument("--traders", type=int, default=8, help="number of funded trader wallets")
     gen.add_argument("--hosts", help="comma-separated p2p hosts, one per validator")
+    gen.add_argument(
+        "--base-port",
+        type=int,
+        default=26_656,
+        help="p2p port of node0; node i uses base+10i (p2p), +1 (RPC), +2 (metrics)",
+    )
     gen.set_defaults(func=_cmd_testnet_generate)
+
+    node.register(sub)
+    wallet.register(sub)
     return parser
 
 
@@ -52,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0 if args.command is None else 2
-    return int(func(args) or 0)
+    from lockstep.cli.errors import user_errors
+
+    try:
+        return int(func(args) or 0)
+    except user_errors() as e:
+        print(f"lockstep: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

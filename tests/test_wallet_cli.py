@@ -1,0 +1,362 @@
+"""``lockstep wallet`` run as a real subprocess: exact transactions, key file policy, RPC use.
+
+The node side of the RPC is a small stdlib HTTP server speaking the docs/rpc.md contract, so the
+real wallet, rpc_client and httpx run unchanged against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lockstep.consensus.actions import (
+    Cancel,
+    CancelAll,
+    CancelOrder,
+    Order,
+    OrderType,
+    PlaceOrder,
+    Side,
+    SignedTx,
+    TimeInForce,
+    Transfer,
+    decode_tx,
+)
+from lockstep.consensus.crypto import Signer
+from lockstep.consensus.genesis import Genesis
+from lockstep.node.genesis_file import genesis_to_toml
+from lockstep.node.home import init_home
+from lockstep.node.keys import save_wallet
+
+from tests.conftest import make_genesis, seed_of
+
+PASSPHRASE_ENV = "LOCKSTEP_WALLET_PASSPHRASE"
+TRADER = Signer(seed_of("cli-trader"))
+OTHER = Signer(seed_of("cli-other"))
+
+
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def run_json(*argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    out = run(*argv, "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> tuple[Genesis, Path]:
+    genesis = make_genesis()[0]
+    path = tmp_path / "genesis.toml"
+    path.write_text(genesis_to_toml(genesis))
+    return genesis, path
+
+
+@pytest.fixture
+def wallet(tmp_path: Path) -> Path:
+    path = tmp_path / "trader.json"
+    save_wallet(path, TRADER, None)
+    return path
+
+
+def expected(tx: SignedTx, genesis: Genesis) -> dict[str, Any]:
+    return {"tx_id": tx.tx_id(genesis.chain_id).hex(), "tx_hex": tx.encode().hex()}
+
+
+def test_place_limit_exact(chain: tuple[Genesis, Path], wallet: Path) -> None:
+    genesis, gpath = chain
+    doc = run_json(
+        "wallet", "place", "--file", str(wallet), "--genesis", str(gpath),
+        "--market", "BTC-PERP", "--side", "buy", "--size", "0.25", "--price", "60123.5",
+        "--client-id", "42", "--nonce", "1000", "--expiry-height", "77", "--dry-run",
+    )  # fmt: skip
+    place = PlaceOrder(0, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, False, 601_235, 250, 42)
+    tx = Order(TRADER.public_key, 1000, 77, place).sign(TRADER, genesis.chain_id)
+    assert doc == {
+        "chain_id": genesis.chain_id.hex(),
+        **expected(tx, genesis),
+        "tx": {
+            "type": "SignedTx",
+            "body": {
+                "type": "Order",
+                "signer": TRADER.public_key.hex(),
+                "nonce": 1000,
+                "expiry_height": 77,
+                "place": {
+                    "type": "PlaceOrder",
+                    "market": 0,
+                    "side": "BUY",
+                    "order_type": "LIMIT",
+                    "time_in_force": "GTC",
+                    "reduce_only": False,
+                    "price": 601_235,
+                    "size": 250,
+                    "client_id": 42,
+                },
+            },
+            "signature": tx.signature.hex(),
+        },
+        "human": {
+            "market": "BTC-PERP",
+            "price": "60123.5",
+            "size": "0.250",
+            "notional": "15030.875000",
+        },
+        "submitted": None,
+    }
+    assert decode_tx(bytes.fromhex(doc["tx_hex"])).verify(genesis.chain_id).hex() == doc["tx_id"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "price_args", "order_type", "tif"),
+    [
+        ("ioc", ["--price", "3000.01"], OrderType.LIMIT, TimeInForce.IOC),
+        ("post-only", ["--price", "3000.01"], OrderType.LIMIT, TimeInForce.POST_ONLY),
+        ("market", ["--worst-price", "3000.01"], OrderType.MARKET, TimeInForce.IOC),
+    ],
+)
+def test_place_kinds_exact(
+    chain: tuple[Genesis, Path],
+    wallet: Path,
+    kind: str,
+    price_args: list[str],
+    order_type: OrderType,
+    tif: TimeInForce,
+) -> None:
+    genesis, gpath = chain
+    doc = run_json(
+        "wallet", "place", "--file", str(wallet), "--genesis", str(gpath), "--market", "eth-perp",
+        "--side", "sell", "--type", kind, "--size", "1.5", *price_args, "--reduce-only",
+        "--client-id", "9", "--nonce", "5", "--expiry-height", "10", "--dry-run",
+    )  # fmt: skip
+    place = PlaceOrder(1, Side.SELL, order_type, tif, True, 300_001, 150, 9)
+    tx = Order(TRADER.public_key, 5, 10, place).sign(TRADER, genesis.chain_id)
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == expected(tx, genesis)
+    assert doc["tx"]["body"]["place"]["order_type"] == order_type.name
+    assert doc["tx"]["body"]["place"]["time_in_force"] == tif.name
+
+
+def test_cancel_cancel_all_transfer_exact(chain: tuple[Genesis, Path], wallet: Path) -> None:
+    genesis, gpath = chain
+    common = ["--file", str(wallet), "--genesis", str(gpath), "--nonce", "3"]
+    common += ["--expiry-height", "20", "--dry-run"]
+    doc = run_json("wallet", "cancel", *common, "--market", "BTC-PERP", "--client-id", "42")
+    tx = Cancel(TRADER.public_key, 3, 20, CancelOrder(0, 42)).sign(TRADER, genesis.chain_id)
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == expected(tx, genesis)
+    assert doc["tx"]["body"]["cancel"] == {"type": "CancelOrder", "market": 0, "client_id": 42}
+
+    doc = run_json("wallet", "cancel-all", *common, "--market", "1")
+    tx = Cancel(TRADER.public_key, 3, 20, CancelAll(1)).sign(TRADER, genesis.chain_id)
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == expected(tx, genesis)
+
+    to = OTHER.public_key.hex()
+    doc = run_json("wallet", "transfer", *common, "--to", to, "--amount", "100.5")
+    tx = Transfer(TRADER.public_key, 3, 20, OTHER.public_key, 100_500_000).sign(
+        TRADER, genesis.chain_id
+    )
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == expected(tx, genesis)
+    assert doc["human"] == {"amount": "100.500000"}
+
+
+def test_genesis_from_home(tmp_path: Path, chain: tuple[Genesis, Path], wallet: Path) -> None:
+    genesis, gpath = chain
+    init_home(tmp_path / "home", gpath, "n0")
+    doc = run_json(
+        "wallet", "cancel-all", "--file", str(wallet), "--home", str(tmp_path / "home"),
+        "--market", "BTC-PERP", "--expiry-height", "9", "--dry-run",
+    )  # fmt: skip
+    assert doc["chain_id"] == genesis.chain_id.hex()
+    # Without --nonce: time-based, random low bits, below 2^63.
+    assert 2**60 < doc["tx"]["body"]["nonce"] < 2**63
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--price", "60123.55"], "not a multiple of the tick size 0.1 for BTC-PERP"),
+        (["--worst-price", "1"], "--worst-price is for market orders"),
+        ([], "a limit order needs --price"),
+        (["--price", "1", "--type", "market"], "takes --worst-price"),
+        (["--price", "1", "--market", "DOGE-PERP"], "unknown market 'DOGE-PERP'"),
+    ],
+)
+def test_bad_orders_refused(
+    chain: tuple[Genesis, Path], wallet: Path, args: list[str], message: str
+) -> None:
+    market = [] if "--market" in args else ["--market", "BTC-PERP"]
+    out = run(
+        "wallet", "place", "--file", str(wallet), "--genesis", str(chain[1]), *market,
+        "--side", "buy", "--size", "1", "--expiry-height", "5", "--dry-run", *args,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert out.stdout == ""
+
+
+def test_needs_expiry_or_rpc_and_a_chain(chain: tuple[Genesis, Path], wallet: Path) -> None:
+    base = ["wallet", "cancel-all", "--file", str(wallet), "--market", "0"]
+    out = run(*base, "--genesis", str(chain[1]), "--dry-run")
+    assert out.returncode == 1 and "--expiry-height is required without --rpc" in out.stderr
+    out = run(*base, "--expiry-height", "5", "--dry-run")
+    assert out.returncode == 1 and "give --genesis PATH" in out.stderr
+    out = run(*base, "--genesis", str(chain[1]), "--expiry-height", "5")
+    assert out.returncode == 1 and "give --rpc URL to submit, or --dry-run" in out.stderr
+
+
+def test_new_insecure_wallet(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "w.json"
+    doc = run_json("wallet", "new", "--insecure", "--file", str(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert doc == {"address": doc["address"], "file": str(path), "encrypted": False}
+    assert run_json("wallet", "address", "--file", str(path)) == {"address": doc["address"]}
+    out = run("wallet", "new", "--insecure", "--file", str(path))
+    assert out.returncode == 1 and "refusing to overwrite" in out.stderr
+
+
+def test_world_readable_wallet_refused(chain: tuple[Genesis, Path], wallet: Path) -> None:
+    wallet.chmod(0o644)
+    out = run(
+        "wallet", "cancel-all", "--file", str(wallet), "--genesis", str(chain[1]),
+        "--market", "0", "--expiry-height", "5", "--dry-run",
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "permissions 0644 are too open" in out.stderr
+    assert run("wallet", "address", "--file", str(wallet)).returncode == 1
+
+
+def test_encrypted_wallet_passphrase(tmp_path: Path, chain: tuple[Genesis, Path]) -> None:
+    # Three Argon2id MODERATE derivations (~0.5 s each): create, unlock, wrong passphrase.
+    path = tmp_path / "enc.json"
+    env = {PASSPHRASE_ENV: "correct horse battery staple"}
+    doc = run_json("wallet", "new", "--file", str(path), env=env)
+    assert doc["encrypted"] is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["kind"] == "lockstep-wallet"
+    args = ["wallet", "cancel-all", "--file", str(path), "--genesis", str(chain[1])]
+    args += ["--market", "0", "--expiry-height", "5", "--dry-run"]
+    signed = run_json(*args, env=env)
+    assert signed["tx"]["body"]["signer"] == doc["address"]
+    out = run(*args, env={PASSPHRASE_ENV: "Tr0ub4dor&3"})
+    assert out.returncode == 1
+    assert "wrong passphrase" in out.stderr
+
+
+# --------------------------------------------------------------------------- against a node
+
+
+class StubNode(ThreadingHTTPServer):
+    """Answers /v1/status and records POST /v1/actions, per docs/rpc.md."""
+
+    chain_id: str
+    height: int
+    posts: list[tuple[str, str, bytes]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: StubNode
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _json(self, code: int, doc: Any) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/v1/status":
+            self._json(200, {"chain_id": self.server.chain_id, "height": self.server.height})
+        else:
+            self._json(404, {"error": {"reason": "NOT_FOUND", "message": self.path}})
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.server.posts.append((self.path, self.headers["content-type"], body))
+        tx = decode_tx(body)
+        if tx.body.nonce == 666:
+            self._json(422, {"error": {"reason": "INSUFFICIENT_MARGIN", "message": "no margin"}})
+            return
+        status = "committed" if "wait=true" in self.path else "pending"
+        txid = tx.tx_id(bytes.fromhex(self.server.chain_id)).hex()
+        self._json(200, {"tx_id": txid, "status": status})
+
+
+@pytest.fixture
+def node(chain: tuple[Genesis, Path]) -> Iterator[StubNode]:
+    server = StubNode(("127.0.0.1", 0), _Handler)
+    server.chain_id = chain[0].chain_id.hex()
+    server.height = 1234
+    server.posts = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_submit_to_node(chain: tuple[Genesis, Path], wallet: Path, node: StubNode) -> None:
+    url = f"http://127.0.0.1:{node.server_address[1]}"
+    args = ["wallet", "cancel-all", "--file", str(wallet), "--genesis", str(chain[1])]
+    args += ["--market", "0", "--rpc", url, "--expires-in", "50"]
+    doc = run_json(*args)
+    assert doc["tx"]["body"]["expiry_height"] == 1234 + 50
+    assert doc["submitted"] == {"tx_id": doc["tx_id"], "status": "pending"}
+    path, content_type, body = node.posts[-1]
+    assert (path, content_type, body.hex()) == ("/v1/actions", "application/cbor", doc["tx_hex"])
+
+    doc = run_json(*args, "--wait")
+    assert doc["submitted"]["status"] == "committed"
+    assert node.posts[-1][0] == "/v1/actions?wait=true"
+
+    out = run(*args, "--nonce", "666")
+    assert out.returncode == 1
+    assert "(422): INSUFFICIENT_MARGIN: no margin" in out.stderr
+
+    dry = run_json(*args, "--dry-run")
+    assert dry["submitted"] is None and len(node.posts) == 3
+
+
+def test_refuses_node_on_another_chain(
+    chain: tuple[Genesis, Path], wallet: Path, node: StubNode
+) -> None:
+    node.chain_id = "ab" * 32
+    out = run(
+        "wallet", "cancel-all", "--file", str(wallet), "--genesis", str(chain[1]),
+        "--market", "0", "--rpc", f"http://127.0.0.1:{node.server_address[1]}",
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "refusing to sign for it" in out.stderr
+    assert node.posts == []
+
+
+def test_node_init_cli(tmp_path: Path, chain: tuple[Genesis, Path]) -> None:
+    home = tmp_path / "home"
+    doc = run_json("node", "init", "--home", str(home), "--genesis", str(chain[1]),
+                   "--moniker", "n1")  # fmt: skip
+    assert doc["created_key"] and doc["copied_genesis"]
+    assert doc["chain_id"] == chain[0].chain_id.hex()
+    again = run_json("node", "init", "--home", str(home))
+    assert again["validator_public_key"] == doc["validator_public_key"]
+    assert not again["created_key"]
