@@ -248,6 +248,12 @@ class Exchange:
         self._cap_cb = self._reduce_cap
         for mid in self.markets:
             self.ledger.holders[mid] = set()
+        self.risk = liquidation.RiskIndex(
+            {
+                mid: max(t.maintenance_margin_ppm for t in mk.leverage_tiers)
+                for mid, mk in self.markets.items()
+            }
+        )
         self._begin()
 
     # ----------------------------------------------------------------------- opening
@@ -329,6 +335,9 @@ class Exchange:
             (s, u64_from_sql(n), e) for s, n, e in store.rows("SELECT * FROM replay ORDER BY 1, 2")
         )
         self._last_marks = {m: ms.mark for m, ms in led.markets.items()}
+        for owner in sorted(led.accounts):
+            if owner not in SYSTEM_ACCOUNTS and led.accounts[owner].positions:
+                self.risk.assess(self, led.accounts[owner])
         self.tree.update(self._all_records())
         self.state_root = self.tree.root()
         stored = meta["state_root"]

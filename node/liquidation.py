@@ -28,10 +28,23 @@ ascending key order. Liquidating account X:
 Liquidation runs to a fixpoint: makers that filled a liquidation order and ADL counterparties
 are checked again, and each account is liquidated at most once per block. Afterwards every
 liquidated account is flat with zero collateral, and no trader account is below zero.
+
+Which accounts to check. The rule is simply "every account below maintenance"; an account's
+equity and requirement move only when the block touches it or when a mark price moves. To
+avoid scanning every position on every mark move, :class:`RiskIndex` keeps, for each checked
+account, a *safe band* per market it holds: while every mark stays inside its band, the account
+cannot be below maintenance. With ``n`` positions, ``H = equity − Σ ⌈notional × mm_max / PPM⌉ −
+n`` (``mm_max`` the market's highest tier rate) and ``k = |size| × multiplier × (PPM + mm_max)``,
+the band is ``mark ± H × PPM // (n × k)`` (empty when ``H ≤ 0``): a move of the marks by
+``δ_i`` lowers equity by at most ``Σ |size_i| δ_i × multiplier`` and raises the requirement by
+at most ``Σ |size_i| δ_i × multiplier × mm_max / PPM + n``, which the band keeps below ``H``.
+Bands are two heaps per market, so a block pays only for accounts whose band the mark left.
+The bands are a cache, not state: they decide nothing but which accounts get the exact check.
 """
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING
 
 from lockstep.consensus.genesis import PPM
@@ -78,12 +91,88 @@ def split_pro_rata(total: int, weights: list[tuple[bytes, int]]) -> list[tuple[b
     return shares
 
 
+class RiskIndex:
+    """Safe price bands per account and market (see the module docstring)."""
+
+    __slots__ = ("_high", "_live", "_low", "_version", "mm_max")
+
+    def __init__(self, mm_max: dict[int, int]) -> None:
+        self.mm_max = mm_max
+        self._low: dict[int, list[tuple[int, bytes, int]]] = {m: [] for m in mm_max}
+        self._high: dict[int, list[tuple[int, bytes, int]]] = {m: [] for m in mm_max}
+        self._version: dict[bytes, int] = {}
+        self._live = 0
+
+    def assess(self, ex: Exchange, acct: AccountState) -> tuple[int, int]:
+        """(equity, maintenance requirement) of an account, and refresh its bands."""
+        owner = acct.owner
+        v = self._version.get(owner, 0) + 1
+        self._version[owner] = v
+        equity = acct.collateral
+        mm = pess = 0
+        held = []
+        lm = ex.ledger.markets
+        for mid, p in acct.positions.items():
+            if p.size:
+                mk = ex.markets[mid]
+                mark = lm[mid].mark
+                mult = mk.contract_multiplier
+                equity += p.size * mark * mult - p.open_notional
+                mm += maintenance_requirement(mk, p.size, mark)
+                notional = abs(p.size) * mark * mult
+                pess += -((-notional * self.mm_max[mid]) // PPM)
+                held.append((mid, mark, abs(p.size) * mult * (PPM + self.mm_max[mid])))
+        n = len(held)
+        head = equity - pess - n
+        if n and equity >= mm:
+            for mid, mark, k in held:
+                delta = head * PPM // (n * k) if head > 0 else 0
+                heapq.heappush(self._low[mid], (delta - mark, owner, v))
+                heapq.heappush(self._high[mid], (mark + delta, owner, v))
+                self._live += 1
+        return equity, mm
+
+    def triggered(self, marks: dict[int, int]) -> set[bytes]:
+        """Accounts with a band the current marks have left."""
+        out: set[bytes] = set()
+        version = self._version
+        for mid in sorted(marks):
+            mark = marks[mid]
+            high = self._high[mid]
+            while high and high[0][0] < mark:
+                _, owner, v = heapq.heappop(high)
+                if version.get(owner) == v:
+                    out.add(owner)
+            low = self._low[mid]
+            while low and -low[0][0] > mark:
+                _, owner, v = heapq.heappop(low)
+                if version.get(owner) == v:
+                    out.add(owner)
+        self._compact()
+        return out
+
+    def _compact(self) -> None:
+        """Drop stale entries when they outnumber live ones four to one (bounds memory)."""
+        total = sum(len(h) for h in self._high.values())
+        if total <= 4 * max(self._live, 1024):
+            return
+        version = self._version
+        live = 0
+        for heaps in (self._low, self._high):
+            for mid, h in heaps.items():
+                kept = [e for e in h if version.get(e[1]) == e[2]]
+                heapq.heapify(kept)
+                heaps[mid] = kept
+                live += len(kept)
+        self._live = live // 2
+
+
 def run(ex: Exchange) -> None:
     """Liquidate every eligible account, to a fixpoint (see the module docstring)."""
     led = ex.ledger
+    risk = ex.risk
     candidates = set(led.dirty_accounts)
-    for mid in ex.marks_changed:
-        candidates |= led.holders[mid]
+    candidates |= risk.triggered({m: ms.mark for m, ms in led.markets.items()})
     liquidated: set[bytes] = set()
     for _ in range(MAX_LIQUIDATION_ROUNDS):
         todo = sorted(candidates - liquidated - SYSTEM_ACCOUNTS)
@@ -92,13 +181,12 @@ def run(ex: Exchange) -> None:
         ex.liquidation_counterparties = set()
         for owner in todo:
             acct = led.accounts[owner]
-            if not any(p.size for p in acct.positions.values()):
-                continue
-            equity, _, mm = ex.equity_and_requirements(acct)
-            if equity >= mm:
+            equity, mm = risk.assess(ex, acct)
+            if equity >= mm or not any(p.size for p in acct.positions.values()):
                 continue
             liquidated.add(owner)
             liquidate(ex, acct)
+            risk.assess(ex, acct)
         candidates = ex.liquidation_counterparties
     raise AssertionError(f"liquidation did not settle in {MAX_LIQUIDATION_ROUNDS} rounds")
 

@@ -8,8 +8,8 @@ tuple; see :func:`leaf` and ``docs/protocol/exchange.md`` for the exact layout o
 * a record's *bucket* is ``uint32_be(SHA-256(key)[0:4]) mod N_BUCKETS``;
 * ``bucket hash = SHA-256(0x01 || leaf hashes of the bucket's records, sorted by key)``
   (an empty bucket hashes ``SHA-256(0x01)``);
-* the bucket hashes are the leaves of a complete binary Merkle tree of depth
-  ``log2(N_BUCKETS)``: ``node = SHA-256(0x02 || left || right)``;
+* the bucket hashes are the leaves of a complete 16-ary Merkle tree of depth 4:
+  ``node = SHA-256(0x02 || child_0 || … || child_15)``;
 * ``state root = SHA-256(DOMAIN_STATE || tree root)``.
 
 A block passes the keys it changed (with the new value, or ``None`` for a deleted record) to
@@ -28,8 +28,11 @@ from lockstep.consensus.crypto import DOMAIN_STATE
 
 N_BUCKETS = 1 << 16
 """Fixed by the protocol; 2^16 keeps buckets small up to millions of records (see above)."""
-_DEPTH = 16
-assert 1 << _DEPTH == N_BUCKETS
+FANOUT = 16
+"""Children per tree node: depth 4 over 2^16 buckets, so a block touching k buckets rehashes
+about k + k/16 + ... nodes rather than ~k × (16 − log2 k) for a binary tree."""
+_DEPTH = 4
+assert FANOUT**_DEPTH == N_BUCKETS
 
 _sha = hashlib.sha256
 _dumps = cbor2.dumps
@@ -46,17 +49,19 @@ def bucket_of(key: bytes) -> int:
 
 
 class StateTree:
-    __slots__ = ("_buckets", "_nodes")
+    __slots__ = ("_buckets", "_levels")
 
     def __init__(self) -> None:
         self._buckets: dict[int, dict[bytes, bytes]] = {}
-        # Heap layout: node i has children 2i and 2i+1; leaves (bucket hashes) at N..2N-1.
-        nodes = [b""] * (2 * N_BUCKETS)
-        for i in range(N_BUCKETS, 2 * N_BUCKETS):
-            nodes[i] = EMPTY_BUCKET
-        for i in range(N_BUCKETS - 1, 0, -1):
-            nodes[i] = _sha(b"\x02" + nodes[2 * i] + nodes[2 * i + 1]).digest()
-        self._nodes = nodes
+        # _levels[0] holds the bucket hashes; _levels[d][i] hashes _levels[d-1][16i : 16i+16];
+        # _levels[_DEPTH] is the single root node.
+        level = [EMPTY_BUCKET] * N_BUCKETS
+        levels = [level]
+        while len(level) > 1:
+            h = _sha(b"\x02" + b"".join(level[:FANOUT])).digest()
+            level = [h] * (len(level) // FANOUT)
+            levels.append(level)
+        self._levels = levels
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buckets.values())
@@ -66,7 +71,7 @@ class StateTree:
         buckets = self._buckets
         touched: set[int] = set()
         for key, value in changes:
-            b = bucket_of(key)
+            b = int.from_bytes(_sha(key).digest()[:4], "big") % N_BUCKETS
             touched.add(b)
             bucket = buckets.get(b)
             if value is None:
@@ -75,28 +80,28 @@ class StateTree:
             else:
                 if bucket is None:
                     bucket = buckets[b] = {}
-                bucket[key] = leaf_hash(key, value)
-        nodes = self._nodes
-        parents: set[int] = set()
+                bucket[key] = _sha(b"\x00" + _dumps([key, *value], canonical=True)).digest()
+        level = self._levels[0]
         for b in touched:
             bucket = buckets.get(b)
             if bucket:
-                h = _sha(b"\x01" + b"".join(bucket[k] for k in sorted(bucket))).digest()
+                if len(bucket) == 1:
+                    level[b] = _sha(b"\x01" + next(iter(bucket.values()))).digest()
+                else:
+                    leaves = b"".join([bucket[k] for k in sorted(bucket)])
+                    level[b] = _sha(b"\x01" + leaves).digest()
             else:
-                h = EMPTY_BUCKET
+                level[b] = EMPTY_BUCKET
                 buckets.pop(b, None)
-            nodes[N_BUCKETS + b] = h
-            parents.add((N_BUCKETS + b) >> 1)
-        while parents:
-            nxt: set[int] = set()
-            for i in parents:
-                nodes[i] = _sha(b"\x02" + nodes[2 * i] + nodes[2 * i + 1]).digest()
-                if i > 1:
-                    nxt.add(i >> 1)
-            parents = nxt
+        for d in range(1, _DEPTH + 1):
+            below, level = level, self._levels[d]
+            touched = {i // FANOUT for i in touched}
+            for i in touched:
+                j = i * FANOUT
+                level[i] = _sha(b"\x02" + b"".join(below[j : j + FANOUT])).digest()
 
     def root(self) -> bytes:
-        return _sha(DOMAIN_STATE + self._nodes[1]).digest()
+        return _sha(DOMAIN_STATE + self._levels[_DEPTH][0]).digest()
 
 
 def full_root(records: Iterable[tuple[bytes, tuple]]) -> bytes:
