@@ -2,8 +2,8 @@
 
 Why synchronous: the wallet sends one transaction and exits; an event loop would only add
 start-up time. Every failure becomes an :class:`RPCError` carrying the HTTP status and, when
-the node gave one, its stable reason name (``INSUFFICIENT_MARGIN``), so the CLI prints one clear
-line instead of a traceback and scripts can branch on the reason.
+the node gave one, its stable reason name (``INSUFFICIENT_MARGIN``, ``REPLAYED``), so the CLI
+prints one clear line instead of a traceback and scripts can branch on the reason.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import httpx
 DEFAULT_TIMEOUT_S = 10.0
 """Status and query requests: a healthy local node answers in milliseconds."""
 
-WAIT_TIMEOUT_S = 60.0
-"""Client-side bound for ``submit(wait=True)``: the node itself gives up at 30 s
-(docs/rpc.md), so this only fires if the node hangs."""
+DEFAULT_WAIT_MS = 10_000
+MAX_WAIT_MS = 30_000
+"""How long ``submit(wait=True)`` asks the node to wait for commit; the node's own cap."""
+
+WAIT_SLACK_S = 5.0
+"""Added to the wait for the HTTP timeout, so the node's 504 answer arrives before ours."""
 
 CBOR_CONTENT_TYPE = "application/cbor"
 
@@ -51,14 +54,15 @@ def _answer(url: str, response: httpx.Response) -> Any:
         if body is None:
             raise RPCError(url, "the node's answer is not JSON", response.status_code)
         return body
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        reason = error.get("reason")
-        message = error.get("message") or reason or "error"
-        raise RPCError(
-            url, f"{reason}: {message}" if reason else message, response.status_code, reason
-        )
-    raise RPCError(url, response.text.strip()[:200] or response.reason_phrase, response.status_code)
+    # Refusals are {"error": "<REASON>", "message": "...", ...} (docs/rpc.md, "Errors").
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        reason = body["error"]
+        message = body.get("message") or ""
+        if body.get("tx_id"):
+            message += f" (tx {body['tx_id']})"
+        raise RPCError(url, f"{reason}: {message}", response.status_code, reason)
+    text = response.text.strip()[:200] or response.reason_phrase
+    raise RPCError(url, text, response.status_code)
 
 
 def _request(method: str, url: str, timeout_s: float, **kwargs: Any) -> Any:
@@ -72,20 +76,26 @@ def _request(method: str, url: str, timeout_s: float, **kwargs: Any) -> Any:
     return _answer(url, response)
 
 
-def submit(url: str, tx_bytes: bytes, wait: bool = False) -> dict[str, Any]:
+def submit(
+    url: str, tx_bytes: bytes, wait: bool = False, wait_ms: int = DEFAULT_WAIT_MS
+) -> dict[str, Any]:
     """POST the canonical CBOR of a SignedTx to ``/v1/actions``.
 
     Without ``wait`` the node answers once the transaction is admitted to its mempool
-    (``"status": "pending"``); with it, once it is finalized in a block or dropped.
+    (202, ``"status": "accepted"``); with it, once it is committed in a block (200,
+    ``"status": "committed"`` and the ``result``), or 504 ``NOT_COMMITTED_YET`` after
+    ``wait_ms``. A refusal raises :class:`RPCError` with the node's reason.
     """
+    if not 1 <= wait_ms <= MAX_WAIT_MS:
+        raise ValueError(f"wait_ms must be in 1..{MAX_WAIT_MS}")
     target = _url(url, "/v1/actions")
     result = _request(
         "POST",
         target,
-        WAIT_TIMEOUT_S if wait else DEFAULT_TIMEOUT_S,
+        wait_ms / 1000 + WAIT_SLACK_S if wait else DEFAULT_TIMEOUT_S,
         content=tx_bytes,
         headers={"content-type": CBOR_CONTENT_TYPE, "accept": "application/json"},
-        params={"wait": "true"} if wait else None,
+        params={"wait": "true", "timeout_ms": str(wait_ms)} if wait else None,
     )
     if not isinstance(result, dict):
         raise RPCError(target, "expected a JSON object")

@@ -49,6 +49,7 @@ from lockstep.node.units import (
 )
 
 from .errors import CLIError
+from .rpc_client import DEFAULT_WAIT_MS, MAX_WAIT_MS, get_status, submit
 from .txbuild import ORDER_KINDS, SIDES, new_nonce, place_order
 
 PASSPHRASE_ENV = "LOCKSTEP_WALLET_PASSPHRASE"
@@ -135,8 +136,6 @@ def _connect(args: argparse.Namespace) -> _Chain:
     genesis = _genesis(args)
     if not args.rpc:
         return _Chain(genesis, None)
-    from .rpc_client import get_status
-
     status = get_status(args.rpc)
     if status["chain_id"] != genesis.chain_id.hex():
         raise CLIError(
@@ -245,9 +244,7 @@ def _sign_and_send(args: argparse.Namespace, body: TxBody, signer: Signer, chain
     assert tx.verify(chain.genesis.chain_id) == tx.tx_id(chain.genesis.chain_id)
     result = None
     if not args.dry_run:
-        from .rpc_client import submit
-
-        result = submit(args.rpc, tx.encode(), wait=args.wait)
+        result = submit(args.rpc, tx.encode(), wait=args.wait, wait_ms=args.wait_ms)
     _emit(args, tx, chain, result)
     return 0
 
@@ -255,6 +252,8 @@ def _sign_and_send(args: argparse.Namespace, body: TxBody, signer: Signer, chain
 def _prepare(args: argparse.Namespace) -> tuple[Signer, _Chain]:
     if not args.dry_run and not args.rpc:
         raise CLIError("nothing to do: give --rpc URL to submit, or --dry-run to print the tx")
+    if not 1 <= args.wait_ms <= MAX_WAIT_MS:
+        raise CLIError(f"--wait-ms must be in 1..{MAX_WAIT_MS}")
     if args.wait and args.dry_run:
         raise CLIError("--wait needs a submission; it cannot go with --dry-run")
     chain = _connect(args)
@@ -351,6 +350,13 @@ def _trading(p: argparse.ArgumentParser) -> None:
     chain.add_argument("--dry-run", action="store_true", help="build and sign, print, send nothing")
     chain.add_argument(
         "--wait", action="store_true", help="wait until the tx is finalized (or dropped)"
+    )
+    chain.add_argument(
+        "--wait-ms",
+        type=int,
+        default=DEFAULT_WAIT_MS,
+        metavar="MS",
+        help=f"with --wait: how long the node waits (default %(default)s, at most {MAX_WAIT_MS})",
     )
     tx = p.add_argument_group("transaction header")
     tx.add_argument(

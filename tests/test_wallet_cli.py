@@ -1,23 +1,29 @@
 """``lockstep wallet`` run as a real subprocess: exact transactions, key file policy, RPC use.
 
-The node side of the RPC is a small stdlib HTTP server speaking the docs/rpc.md contract, so the
-real wallet, rpc_client and httpx run unchanged against it.
+Against a node, the wallet talks to the real RPC app (node/rpc.py on hypercorn) over a socket;
+only the answers behind it are fixed here, until the daemon lands.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import stat
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from lockstep.cli.rpc_client import RPCError, get_json, get_status, submit
 from lockstep.consensus.actions import (
     Cancel,
     CancelAll,
@@ -29,13 +35,17 @@ from lockstep.consensus.actions import (
     SignedTx,
     TimeInForce,
     Transfer,
+    decode_and_verify_tx,
     decode_tx,
 )
+from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer
 from lockstep.consensus.genesis import Genesis
 from lockstep.node.genesis_file import genesis_to_toml
 from lockstep.node.home import init_home
 from lockstep.node.keys import save_wallet
+from lockstep.node.rpc import Admission, build_rpc_app
+from lockstep.node.streams import StreamHub
 
 from tests.conftest import make_genesis, seed_of
 
@@ -263,92 +273,134 @@ def test_encrypted_wallet_passphrase(tmp_path: Path, chain: tuple[Genesis, Path]
 # --------------------------------------------------------------------------- against a node
 
 
-class StubNode(ThreadingHTTPServer):
-    """Answers /v1/status and records POST /v1/actions, per docs/rpc.md."""
+class ChainAnswers:
+    """The node side behind the real RPC app (node/rpc.py): verifies and records submissions.
 
-    chain_id: str
-    height: int
-    posts: list[tuple[str, str, bytes]]
+    Only what the wallet touches is answered; the rest of the daemon is not built yet.
+    """
 
+    def __init__(self, genesis: Genesis) -> None:
+        self.hub = StreamHub(lambda stream: None)
+        self.chain_id = genesis.chain_id
+        self.height = 1234
+        self.submitted: list[bytes] = []
 
-class _Handler(BaseHTTPRequestHandler):
-    server: StubNode
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _json(self, code: int, doc: Any) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(code)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        if self.path == "/v1/status":
-            self._json(200, {"chain_id": self.server.chain_id, "height": self.server.height})
-        else:
-            self._json(404, {"error": {"reason": "NOT_FOUND", "message": self.path}})
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.server.posts.append((self.path, self.headers["content-type"], body))
-        tx = decode_tx(body)
+    async def submit(self, raw: bytes) -> Admission:
+        try:
+            tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
+        except CodecError as e:
+            return Admission(None, "MALFORMED", 1, str(e))
+        self.submitted.append(raw)
         if tx.body.nonce == 666:
-            self._json(422, {"error": {"reason": "INSUFFICIENT_MARGIN", "message": "no margin"}})
-            return
-        status = "committed" if "wait=true" in self.path else "pending"
-        txid = tx.tx_id(bytes.fromhex(self.server.chain_id)).hex()
-        self._json(200, {"tx_id": txid, "status": status})
+            return Admission(tx_id, "INSUFFICIENT_MARGIN", 15, "equity below initial margin")
+        return Admission(tx_id, "OK", 0)
+
+    async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None:
+        return {"height": self.height + 1, "index": 0, "reason": "OK", "fills": []}
+
+    def status(self) -> dict[str, Any]:
+        return {"chain_id": self.chain_id.hex(), "height": self.height}
+
+    def markets(self) -> list[dict[str, Any]]:
+        return []
+
+    async def book(self, market: int, depth: int) -> dict[str, Any] | None:
+        return None
+
+    async def trades(self, market: int, limit: int) -> list[dict[str, Any]] | None:
+        return None
+
+    async def account(self, owner: bytes) -> dict[str, Any] | None:
+        return None
+
+    async def block(self, height: int) -> dict[str, Any] | None:
+        return None
+
+    async def action(self, tx_id: bytes) -> dict[str, Any] | None:
+        return None
+
+    def admin_status(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class Served:
+    answers: ChainAnswers
+    url: str
 
 
 @pytest.fixture
-def node(chain: tuple[Genesis, Path]) -> Iterator[StubNode]:
-    server = StubNode(("127.0.0.1", 0), _Handler)
-    server.chain_id = chain[0].chain_id.hex()
-    server.height = 1234
-    server.posts = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+def node(chain: tuple[Genesis, Path]) -> Iterator[Served]:
+    """The real RPC app on hypercorn's trio worker, in a background thread."""
+    answers = ChainAnswers(chain[0])
+    ready: queue.Queue[tuple[str, trio.lowlevel.TrioToken, trio.Event]] = queue.Queue()
+
+    async def main() -> None:
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                partial(serve, build_rpc_app(answers), config, shutdown_trigger=stop.wait)
+            )
+            ready.put((binds[0], trio.lowlevel.current_trio_token(), stop))
+
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    url, token, stop = ready.get(timeout=10)
+    yield Served(answers, url)
+    trio.from_thread.run_sync(stop.set, trio_token=token)
+    thread.join(timeout=10)
 
 
-def test_submit_to_node(chain: tuple[Genesis, Path], wallet: Path, node: StubNode) -> None:
-    url = f"http://127.0.0.1:{node.server_address[1]}"
+def test_submit_to_node(chain: tuple[Genesis, Path], wallet: Path, node: Served) -> None:
     args = ["wallet", "cancel-all", "--file", str(wallet), "--genesis", str(chain[1])]
-    args += ["--market", "0", "--rpc", url, "--expires-in", "50"]
+    args += ["--market", "0", "--rpc", node.url, "--expires-in", "50"]
     doc = run_json(*args)
     assert doc["tx"]["body"]["expiry_height"] == 1234 + 50
-    assert doc["submitted"] == {"tx_id": doc["tx_id"], "status": "pending"}
-    path, content_type, body = node.posts[-1]
-    assert (path, content_type, body.hex()) == ("/v1/actions", "application/cbor", doc["tx_hex"])
+    assert doc["submitted"] == {"tx_id": doc["tx_id"], "status": "accepted"}
+    assert node.answers.submitted[-1].hex() == doc["tx_hex"]
 
     doc = run_json(*args, "--wait")
-    assert doc["submitted"]["status"] == "committed"
-    assert node.posts[-1][0] == "/v1/actions?wait=true"
+    assert doc["submitted"] == {
+        "tx_id": doc["tx_id"],
+        "status": "committed",
+        "result": {"height": 1235, "index": 0, "reason": "OK", "fills": []},
+    }
 
     out = run(*args, "--nonce", "666")
     assert out.returncode == 1
-    assert "(422): INSUFFICIENT_MARGIN: no margin" in out.stderr
+    assert "(422): INSUFFICIENT_MARGIN: equity below initial margin (tx " in out.stderr
 
     dry = run_json(*args, "--dry-run")
-    assert dry["submitted"] is None and len(node.posts) == 3
+    assert dry["submitted"] is None and len(node.answers.submitted) == 3
 
 
 def test_refuses_node_on_another_chain(
-    chain: tuple[Genesis, Path], wallet: Path, node: StubNode
+    chain: tuple[Genesis, Path], wallet: Path, node: Served
 ) -> None:
-    node.chain_id = "ab" * 32
+    node.answers.chain_id = bytes(32)
     out = run(
         "wallet", "cancel-all", "--file", str(wallet), "--genesis", str(chain[1]),
-        "--market", "0", "--rpc", f"http://127.0.0.1:{node.server_address[1]}",
+        "--market", "0", "--rpc", node.url,
     )  # fmt: skip
     assert out.returncode == 1
     assert "refusing to sign for it" in out.stderr
-    assert node.posts == []
+    assert node.answers.submitted == []
+
+
+def test_rpc_client_reads_and_errors(node: Served) -> None:
+    assert get_json(node.url, "/v1/status")["height"] == 1234
+    assert get_json(node.url + "/", "v1/markets") == {"markets": []}
+    with pytest.raises(RPCError) as e:
+        get_json(node.url, "/v1/book/0")
+    assert (e.value.status, e.value.reason) == (404, "UNKNOWN_MARKET")
+    with pytest.raises(RPCError) as e:
+        submit(node.url, b"\x00not cbor")
+    assert (e.value.status, e.value.reason) == (400, "MALFORMED")
+    with pytest.raises(RPCError, match="cannot reach the node"):
+        get_status("http://127.0.0.1:9")
 
 
 def test_node_init_cli(tmp_path: Path, chain: tuple[Genesis, Path]) -> None:
