@@ -195,6 +195,11 @@ class BlockOrderError(AssertionError):
     """The caller applied blocks out of order or with time going backwards. Our bug."""
 
 
+class ExchangeHalted(RuntimeError):
+    """An earlier block failed half-way (a broken invariant, a failed SQLite write): memory and
+    file may disagree, so nothing more is applied until the exchange is reopened from the file."""
+
+
 # --------------------------------------------------------------------------- exchange
 
 
@@ -241,6 +246,7 @@ class Exchange:
         self.recent_status: dict[bytes, TxOutcome] = {}
         self._status_order: deque[bytes] = deque()
         self._last_marks: dict[int, int] = {}
+        self.halted: str | None = None
         self.marks_changed: set[int] = set()
         self._taker = _Taker()
         self._fill_cb = self._on_fill
@@ -374,10 +380,25 @@ class Exchange:
         informational (the ledger pays no block reward).
         """
         del proposer
+        if self.halted is not None:
+            raise ExchangeHalted(f"an earlier block failed: {self.halted}")
         if height != self.height + 1:
             raise BlockOrderError(f"block {height} applied after {self.height}")
         if timestamp_ms < self.timestamp_ms:
             raise BlockOrderError(f"block {height} time {timestamp_ms} < {self.timestamp_ms}")
+        try:
+            return self._apply_block(height, timestamp_ms, txs, tx_ids)
+        except BaseException as e:
+            self.halted = f"block {height}: {type(e).__name__}: {e}"
+            raise
+
+    def _apply_block(
+        self,
+        height: int,
+        timestamp_ms: int,
+        txs: Sequence[SignedTx],
+        tx_ids: Sequence[bytes] | None,
+    ) -> BlockResult:
         if tx_ids is None:
             tx_ids = [tx.tx_id(self.chain_id) for tx in txs]
         assert len(tx_ids) == len(txs)
