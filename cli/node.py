@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from .output import print_help_of, print_rows
+
 DEFAULT_HOME = Path("~/.lockstep")
 HOME_ENV = "LOCKSTEP_HOME"
 
@@ -33,14 +35,20 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     key_note = "created (mode 0600)" if result.created_key else "found, kept"
-    print(f"home            {layout.home}")
-    print(f"validator key   {doc['validator_public_key']}  {key_note}")
-    print(f"config          {layout.config_file}  {'written' if result.created_config else 'kept'}")
+    rows = [
+        ("home", str(layout.home)),
+        ("validator key", f"{doc['validator_public_key']}  {key_note}"),
+        ("config", f"{layout.config_file}  {'written' if result.created_config else 'kept'}"),
+    ]
     if result.genesis is not None:
         what = "copied" if result.copied_genesis else "already present"
-        print(f"genesis         {layout.genesis_file}  {what}, chain id {doc['chain_id']}")
+        rows.append(("genesis", f"{layout.genesis_file}  {what}"))
+        rows.append(("chain id", str(doc["chain_id"])))
     elif not layout.genesis_file.exists():
-        print(f"genesis         none yet: copy the chain's genesis.toml to {layout.genesis_file}")
+        rows.append(
+            ("genesis", f"none yet: copy the chain's genesis.toml to {layout.genesis_file}")
+        )
+    print_rows("Node home", rows)
     return 0
 
 
@@ -48,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``node`` and its actions to the top-level parser."""
     node = sub.add_parser("node", help="set up and run a node")
     nsub = node.add_subparsers(dest="node_command", metavar="ACTION")
+    node.set_defaults(func=lambda args: print_help_of(node))
     init = nsub.add_parser("init", help="create a home: config.toml, validator key, genesis, data/")
     init.add_argument("--home", help=f"home directory (default: ${HOME_ENV} or {DEFAULT_HOME})")
     init.add_argument("--genesis", help="genesis.toml of the chain to join (copied)")

@@ -49,6 +49,7 @@ from lockstep.node.units import (
 )
 
 from .errors import CLIError
+from .output import print_help_of, print_rows
 from .rpc_client import DEFAULT_WAIT_MS, MAX_WAIT_MS, get_status, submit
 from .txbuild import ORDER_KINDS, SIDES, new_nonce, place_order
 
@@ -73,9 +74,14 @@ def _passphrase(prompt: str, confirm: bool = False) -> str:
     env = os.environ.get(PASSPHRASE_ENV)
     if env is not None:
         return env
-    first = getpass.getpass(prompt)
-    if confirm and getpass.getpass("Repeat passphrase: ") != first:
-        raise CLIError("the passphrases differ")
+    try:
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Repeat passphrase: ") != first:
+            raise CLIError("the passphrases differ")
+    except EOFError:
+        raise CLIError(
+            f"no passphrase: run in a terminal, or set {PASSPHRASE_ENV} for scripts"
+        ) from None
     return first
 
 
@@ -199,30 +205,18 @@ def _emit(
     if args.json:
         print(json.dumps(doc, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"{type(tx.body).__name__} on {chain.genesis.chain_name}", show_header=False
-    )
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    table.add_row("tx id", doc["tx_id"])
-    for name, value in _flatten(doc["tx"]["body"]):
-        table.add_row(name, str(value))
-    for name, value in doc["human"].items():
-        table.add_row(f"{name} (human)", value)
-    table.add_row("bytes", f"{len(tx.encode())}")
+    rows: list[tuple[str, str]] = [("tx id", doc["tx_id"])]
+    rows += [(name, str(value)) for name, value in _flatten(doc["tx"]["body"])]
+    rows += [(f"{name} (human)", value) for name, value in doc["human"].items()]
+    rows.append(("bytes", str(len(tx.encode()))))
     if args.verbose:
-        table.add_row("tx hex", doc["tx_hex"])
+        rows.append(("tx hex", doc["tx_hex"]))
     if result is None:
-        table.add_row("submitted", "no (dry run)")
+        rows.append(("submitted", "no (dry run)"))
     else:
         for key, value in result.items():
-            table.add_row(
-                f"node: {key}", json.dumps(value) if not isinstance(value, str) else value
-            )
-    Console().print(table)
+            rows.append((f"node: {key}", value if isinstance(value, str) else json.dumps(value)))
+    print_rows(f"{type(tx.body).__name__} on {chain.genesis.chain_name}", rows)
 
 
 def _flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -279,11 +273,13 @@ def cmd_new(args: argparse.Namespace) -> int:
     doc = {"address": signer.public_key.hex(), "file": str(path), "encrypted": not args.insecure}
     if args.json:
         print(json.dumps(doc, indent=2))
+        return 0
+    rows = [("address", doc["address"]), ("file", f"{path} (mode 0600)")]
+    if args.insecure:
+        rows.append(("encryption", "[red]none (--insecure): testnets only[/red]"))
     else:
-        print(f"address   {doc['address']}")
-        print(f"file      {path} (mode 0600)")
-        if args.insecure:
-            print("WARNING   the seed is stored unencrypted (--insecure): testnets only")
+        rows.append(("encryption", "Argon2id + XSalsa20-Poly1305"))
+    print_rows("New wallet", rows)
     return 0
 
 
@@ -379,6 +375,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``wallet`` and its actions to the top-level parser."""
     wallet = sub.add_parser("wallet", help="keys and trading from a wallet")
     wsub = wallet.add_subparsers(dest="wallet_command", metavar="ACTION")
+    wallet.set_defaults(func=lambda args: print_help_of(wallet))
 
     new = wsub.add_parser("new", help="create a wallet key file (mode 0600)")
     _common(new)

@@ -412,3 +412,18 @@ def test_node_init_cli(tmp_path: Path, chain: tuple[Genesis, Path]) -> None:
     again = run_json("node", "init", "--home", str(home))
     assert again["validator_public_key"] == doc["validator_public_key"]
     assert not again["created_key"]
+
+
+def test_human_output_and_help(chain: tuple[Genesis, Path], wallet: Path) -> None:
+    out = run(
+        "wallet", "place", "--file", str(wallet), "--genesis", str(chain[1]), "--market", "0",
+        "--side", "sell", "--size", "0.25", "--price", "60123.5", "--expiry-height", "9",
+        "--dry-run",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for text in ("Order on test-chain", "60123.5", "0.250", "SELL", "no (dry run)"):
+        assert text in out.stdout
+    assert TRADER.public_key.hex() in out.stdout  # one line, not folded, when piped
+    group = run("wallet")
+    assert group.returncode == 2
+    assert "cancel-all" in group.stdout and "transfer" in group.stdout
