@@ -16,6 +16,8 @@ __version__ = version("lockstep")
 
 
 def _cmd_testnet_generate(args: argparse.Namespace) -> int:
+    from lockstep.node.config import load_config
+    from lockstep.node.home import HomeLayout
     from lockstep.testnet.generate import generate_network
 
     hosts = args.hosts.split(",") if args.hosts else None
@@ -29,7 +31,8 @@ def _cmd_testnet_generate(args: argparse.Namespace) -> int:
     )
     print(f"chain {net.genesis.chain_name}  id {net.genesis.chain_id.hex()}")
     for home, v in zip(net.node_homes, net.genesis.validators, strict=True):
-        print(f"  {v.name:8} {v.public_key.hex()[:16]}…  p2p {v.address:22} home {home}")
+        rpc = load_config(HomeLayout(home).config_file).rpc.listen_address
+        print(f"  {v.name:8} {v.public_key.hex()[:16]}…  p2p {v.address:22} rpc {rpc!s:22} {home}")
     print(f"  {len(net.wallets)} funded trader wallets in {Path(args.dir) / 'wallets'}")
     return 0
 

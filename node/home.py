@@ -100,6 +100,9 @@ def init_home(
     genesis = read_genesis_file(genesis_path) if genesis_path is not None else None
     _check_genesis_target(layout, genesis_path)
     existing = _existing_key(layout, keys)
+    created_config = not layout.config_file.exists()
+    if not created_config:
+        load_config(layout.config_file)  # an existing file must still be valid; kept as is
 
     layout.config_dir.mkdir(parents=True, exist_ok=True)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
@@ -116,13 +119,10 @@ def init_home(
         shutil.copyfile(genesis_path, layout.genesis_file)
         copied_genesis = True
 
-    created_config = not layout.config_file.exists()
     if created_config:
         cfg = config if config is not None else NodeConfig()
         cfg = replace(cfg, node=replace(cfg.node, moniker=moniker))
         _write_text_atomic(layout.config_file, render_config(cfg))
-    else:
-        load_config(layout.config_file)  # an existing file must still be valid
 
     return InitResult(
         layout, existing.public_key, created_key, created_config, copied_genesis, genesis

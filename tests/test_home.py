@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from lockstep.consensus.genesis import load_genesis
-from lockstep.node.config import NodeConfig, load_config
+from lockstep.node.config import ConfigError, NodeConfig, load_config
 from lockstep.node.genesis_file import genesis_to_toml
 from lockstep.node.home import HomeError, HomeLayout, init_home
 from lockstep.node.keys import KeyFileError, ValidatorKeys, load_validator_keys
@@ -123,3 +123,12 @@ def test_testnet_generate_multi_host(tmp_path: Path) -> None:
     cfg = load_config(HomeLayout(net.node_homes[0]).config_file)
     assert str(cfg.p2p.listen_address) == "0.0.0.0:26656"
     assert [str(p.address) for p in cfg.p2p.peers] == ["10.0.0.2:26656"]
+
+
+def test_invalid_existing_config_refused_before_key_is_made(tmp_path: Path) -> None:
+    layout = HomeLayout(tmp_path / "h")
+    layout.config_dir.mkdir(parents=True)
+    layout.config_file.write_text("[rpc]\nmax_body_bytes = 'lots'\n")
+    with pytest.raises(ConfigError, match=r"rpc\.max_body_bytes"):
+        init_home(layout.home, None, "x")
+    assert not layout.validator_key_file.exists()
