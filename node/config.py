@@ -83,6 +83,31 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- value types
 
 
+def _split_host_port(text: Any, key: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 hosts in brackets) -> (host, port), or :class:`ConfigError`."""
+    if not isinstance(text, str):
+        raise ConfigError(key, f"expected a string host:port, got {type(text).__name__}")
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not port_text.isascii():
+        raise ConfigError(key, f"expected host:port, got {text!r}")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigError(key, f"unbalanced brackets in {text!r}")
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(key, f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ConfigError(key, f"write an IPv6 host in brackets, e.g. [::1]:26656: {text!r}")
+    if any(c.isspace() or c in "/@[]" for c in host) or not host.isprintable():
+        raise ConfigError(key, f"{host!r} is not a host name")
+    port = int(port_text)
+    if not 1 <= port <= 65_535:
+        raise ConfigError(key, f"port {port} outside 1..65535")
+    return host, port
+
+
 @dataclass(frozen=True, slots=True)
 class HostPort:
     """A TCP endpoint ``host:port``; an IPv6 host is written in brackets (``[::1]:26656``)."""
@@ -90,29 +115,19 @@ class HostPort:
     host: str
     port: int
 
+    def __post_init__(self) -> None:
+        # Built by code, not parsed: the same rules, so render_config never writes a bad file.
+        if type(self.host) is not str or type(self.port) is not int:
+            raise ConfigError("address", f"host must be a str and port an int: {self!r}")
+        if _split_host_port(str(self), "address") != (
+            self.host,
+            self.port,
+        ):
+            raise ConfigError("address", f"host {self.host!r} port {self.port!r} is not valid")
+
     @classmethod
     def parse(cls, text: str, key: str) -> HostPort:
-        if not isinstance(text, str):
-            raise ConfigError(key, f"expected a string host:port, got {type(text).__name__}")
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host or not port_text.isdigit():
-            raise ConfigError(key, f"expected host:port, got {text!r}")
-        if host.startswith("["):
-            if not host.endswith("]"):
-                raise ConfigError(key, f"unbalanced brackets in {text!r}")
-            host = host[1:-1]
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise ConfigError(key, f"{host!r} is not an IPv6 address") from None
-        elif ":" in host:
-            raise ConfigError(key, f"write an IPv6 host in brackets, e.g. [::1]:26656: {text!r}")
-        if any(c.isspace() or c in "/@" for c in host):
-            raise ConfigError(key, f"{host!r} is not a host name")
-        port = int(port_text)
-        if not 1 <= port <= 65_535:
-            raise ConfigError(key, f"port {port} outside 1..65535")
-        return cls(host, port)
+        return cls(*_split_host_port(text, key))
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -129,6 +144,10 @@ class PeerAddress:
 
     public_key: bytes
     address: HostPort
+
+    def __post_init__(self) -> None:
+        if type(self.public_key) is not bytes or len(self.public_key) != 32:
+            raise ConfigError("peer", "public key must be 32 bytes")
 
     @classmethod
     def parse(cls, text: str, key: str) -> PeerAddress:

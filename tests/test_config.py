@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lockstep.consensus import limits
 from lockstep.node.config import (
     ConfigError,
@@ -133,4 +135,34 @@ def test_with_ports() -> None:
         "0.0.0.0:1000",
         "0.0.0.0:1001",
     )
+    assert parse_config(render_config(cfg)) == cfg
+
+
+printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=64)
+hosts = st.one_of(
+    st.ip_addresses().map(str),
+    st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){0,3}", fullmatch=True),
+)
+ports = st.integers(1, 65_535)
+keys = st.binary(min_size=32, max_size=32)
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> NodeConfig:
+    p2p_port, rpc_port, metrics_port = draw(st.lists(ports, min_size=3, max_size=3, unique=True))
+    cfg = NodeConfig().with_ports(draw(hosts), p2p_port, rpc_port, metrics_port)
+    peer_keys = draw(st.lists(keys, max_size=5, unique=True))
+    peers = tuple(PeerAddress(k, HostPort(draw(hosts), draw(ports))) for k in peer_keys)
+    return replace(
+        cfg,
+        node=replace(cfg.node, moniker=draw(printable), data_dir=draw(printable)),
+        p2p=replace(cfg.p2p, peers=peers, observers=tuple(draw(st.lists(keys, unique=True)))),
+        rpc=replace(cfg.rpc, client_burst=draw(st.integers(1, 2**40))),
+        metrics=replace(cfg.metrics, enabled=draw(st.booleans())),
+        log=replace(cfg.log, file=draw(st.text(max_size=40))),
+    )
+
+
+@given(configs())
+def test_any_config_round_trips(cfg: NodeConfig) -> None:
     assert parse_config(render_config(cfg)) == cfg
