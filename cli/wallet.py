@@ -38,7 +38,7 @@ from lockstep.consensus.genesis import Genesis, Market
 from lockstep.node.config import load_config
 from lockstep.node.genesis_file import read_genesis_file
 from lockstep.node.home import HomeLayout
-from lockstep.node.keys import KeyFileError, load_wallet, save_wallet, wallet_public_key
+from lockstep.node.keys import load_wallet, save_wallet, wallet_is_encrypted, wallet_public_key
 from lockstep.node.tx_json import tx_to_json
 from lockstep.node.units import (
     amount_to_atoms,
@@ -86,11 +86,8 @@ def _passphrase(prompt: str, confirm: bool = False) -> str:
 
 
 def _signer(path: Path) -> Signer:
-    try:
+    if not wallet_is_encrypted(path):  # also refuses a file others can read
         return load_wallet(path)
-    except KeyFileError as e:
-        if "passphrase is required" not in str(e):
-            raise
     return load_wallet(path, _passphrase(f"Passphrase for {path}: "))
 
 
