@@ -56,7 +56,12 @@ def parse_decimal(value: str | int | Decimal, what: str) -> Decimal:
         raise UnitError(f"{what} {value} is not a finite number")
     if d.is_signed() and d != 0:
         raise UnitError(f"{what} {value} must not be negative")
-    if abs(d.as_tuple().exponent) > MAX_EXPONENT:  # type: ignore[arg-type]
+    digits, exponent = d.as_tuple()[1:]
+    assert isinstance(exponent, int)
+    # Trailing zeros after the point ("1.000…0") do not make a number small; drop them first.
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    if abs(exponent) > MAX_EXPONENT:
         raise UnitError(f"{what} {value} has an exponent beyond ±{MAX_EXPONENT}")
     return d
 

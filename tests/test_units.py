@@ -164,3 +164,11 @@ def test_amount_round_trip_exact(atoms: int) -> None:
     assert atoms_to_amount(atoms) * 10**QUOTE_DECIMALS == atoms
     if atoms > 0:
         assert amount_to_atoms(format_amount(atoms)) == atoms
+
+
+def test_trailing_zeros_are_not_a_tiny_exponent() -> None:
+    assert price_to_ticks(BTC, "60123.5" + "0" * 50) == 601_235
+    with pytest.raises(UnitError, match="exponent beyond"):
+        price_to_ticks(BTC, "1e-41")
+    with pytest.raises(UnitError, match="exponent beyond"):
+        price_to_ticks(BTC, "1e41")
