@@ -30,7 +30,13 @@ from lockstep.consensus.codec import (
     wire,
 )
 
-from .framing import MAX_FRAME_BYTES, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, Kind
+from .framing import (
+    MAX_FRAME_BYTES,
+    MAX_PEERS_ANNOUNCED,
+    MAX_SYNC_REQUEST_BYTES,
+    MAX_SYNC_RESPONSE_BYTES,
+    Kind,
+)
 
 __all__ = [
     "MAX_SYNC_BLOCKS",
@@ -40,6 +46,7 @@ __all__ = [
     "Hello",
     "Identity",
     "NoiseStaticKey",
+    "PeerSet",
     "Ping",
     "Pong",
     "SyncRequest",
@@ -117,6 +124,14 @@ class Goodbye(_Validated):
     """Sent before an orderly close so the peer logs why (``reason`` is a short code)."""
 
     reason: str = field(Text(64))
+
+
+@wire(90)
+@dataclass(frozen=True, slots=True)
+class PeerSet(_Validated):
+    """The Ed25519 keys the sender has a session with, sent whenever that set changes."""
+
+    keys: tuple[bytes, ...] = field(ListOf(Bytes(32), MAX_PEERS_ANNOUNCED))
 
 
 class SyncStatus(enum.IntEnum):

@@ -43,21 +43,34 @@ class Kind(enum.IntEnum):
     PING = 1
     PONG = 2
     GOODBYE = 3
+    PEERS = 4
+    """The sender's current set of connected peers (see gossip: relay only where needed)."""
     TX = 16
     """Gossip: one ``SignedTx`` (an order, cancel, ...). Validated, de-duplicated, forwarded."""
     CONSENSUS = 17
     """Gossip: one consensus message (proposal, vote, timeout, ticket); opaque bytes here."""
     DIRECT = 18
     """Point-to-point consensus message (e.g. a vote to the next leader); never forwarded."""
+    TX_RELAY = 19
+    """A ``TX`` forwarded by a relay: body = origin's Ed25519 key (32 bytes) || the order."""
     SYNC_REQUEST = 32
     SYNC_RESPONSE = 33
 
 
 GOSSIP_KINDS = frozenset({Kind.TX, Kind.CONSENSUS})
-"""Kinds that go through the seen-cache, the validator and forwarding."""
+"""Kinds the node may ``Host.broadcast``; they are validated, de-duplicated and forwarded."""
 
 APP_KINDS = frozenset({Kind.TX, Kind.CONSENSUS, Kind.DIRECT})
 """Kinds the node sends with ``Host.broadcast`` / ``Host.send`` and receives on ``inbound``."""
+
+VALIDATED_KINDS = frozenset({Kind.TX, Kind.CONSENSUS, Kind.DIRECT, Kind.TX_RELAY})
+"""Kinds received through the gossip rules (rate limits, seen-cache, validator)."""
+
+ORIGIN_BYTES = 32
+"""Ed25519 key of the originating node at the front of a ``TX_RELAY`` body."""
+
+MAX_PEERS_ANNOUNCED = 1024
+"""Keys in one ``PEERS`` frame: every validator (``limits.MAX_VALIDATORS``) and observers."""
 
 MAX_SYNC_REQUEST_BYTES = 4 * 1024
 """A sync request names a height range; 4 KiB leaves room for the node's own request format."""
@@ -74,7 +87,9 @@ MAX_FRAME_BYTES: dict[int, int] = {
     Kind.PING: 32,
     Kind.PONG: 32,
     Kind.GOODBYE: 256,
+    Kind.PEERS: MAX_PEERS_ANNOUNCED * 34 + 16,
     Kind.TX: limits.MAX_TX_BYTES,
+    Kind.TX_RELAY: ORIGIN_BYTES + limits.MAX_TX_BYTES,
     Kind.CONSENSUS: limits.MAX_MESSAGE_BYTES,
     Kind.DIRECT: limits.MAX_MESSAGE_BYTES,
     Kind.SYNC_REQUEST: MAX_SYNC_REQUEST_BYTES + _ENVELOPE_OVERHEAD,
@@ -105,10 +120,12 @@ _PRIORITY = {
     Kind.PING: Priority.CONTROL,
     Kind.PONG: Priority.CONTROL,
     Kind.GOODBYE: Priority.CONTROL,
+    Kind.PEERS: Priority.CONTROL,
     Kind.CONSENSUS: Priority.CONTROL,
     Kind.DIRECT: Priority.CONTROL,
     Kind.SYNC_REQUEST: Priority.CONTROL,
     Kind.TX: Priority.TX,
+    Kind.TX_RELAY: Priority.TX,
     Kind.SYNC_RESPONSE: Priority.BULK,
 }
 

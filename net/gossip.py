@@ -3,6 +3,8 @@
 Theory of operation (GossipSub v1.1's validation pipeline, for a full mesh). For every gossip
 frame (``Kind.TX`` or ``Kind.CONSENSUS``) a peer sends, in order:
 
+0. A ``TX_RELAY`` frame carries the originator's key before the order; the key is split off
+   (it steers forwarding, see ``host``) and the order is judged like a ``TX``.
 1. *Rate limits*: the peer's message and byte token buckets must cover it, else the message is
    dropped unseen and the peer's flood counter rises (score penalty).
 2. *Seen-cache*: the message id is SHA-256 of the body. A message already seen is dropped; if
@@ -28,6 +30,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .framing import ORIGIN_BYTES, Kind
 from .peer_score import PeerScore, ScoreParams
 from .rate_limit import TokenBucket
 
@@ -122,8 +125,9 @@ class _PeerState:
 class BatchResult:
     """What to do after a batch of one peer's gossip frames."""
 
-    accepted: list[tuple[int, bytes]] = field(default_factory=list)
-    """(kind, body) to deliver to the node and forward to every other peer."""
+    accepted: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    """(kind, body, origin) to deliver and forward; ``origin`` is None when the sender is the
+    originator, else the originator's key from a ``TX_RELAY`` (whose kind becomes ``TX``)."""
     rejected: int = 0
     ignored: int = 0
     duplicates: int = 0
@@ -182,6 +186,7 @@ class GossipRouter:
         bytes_take = st.bytes_.try_take
         score = st.score
         sha = _sha256
+        tx_relay = Kind.TX_RELAY
         for kind, body in frames:
             if not (msgs_take(1, now) and bytes_take(len(body), now)):
                 res.flooded += 1
@@ -189,6 +194,17 @@ class GossipRouter:
                     res.disconnect = "rate_limited"
                     return res
                 continue
+            origin = None
+            if kind == tx_relay:
+                origin = body[:ORIGIN_BYTES]
+                body = body[ORIGIN_BYTES:]
+                kind = Kind.TX
+                if not body or origin == peer:
+                    res.rejected += 1
+                    if score.on_invalid(now):
+                        res.disconnect = "low_score"
+                        return res
+                    continue
             mid = sha(body).digest()
             prior = seen_get(mid)
             if prior is not None:
@@ -201,7 +217,7 @@ class GossipRouter:
             if verdict == Verdict.ACCEPT:
                 seen_add(mid, Verdict.ACCEPT, now)
                 score.first += 1.0
-                accepted.append((kind, body))
+                accepted.append((kind, body, origin))
             elif verdict == Verdict.REJECT:
                 seen_add(mid, Verdict.REJECT, now)
                 res.rejected += 1

@@ -89,6 +89,7 @@ class PeerConnection:
         self._queues: tuple[deque[bytes], deque[bytes], deque[bytes]] = (deque(), deque(), deque())
         self._queued_bytes = [0, 0, 0]
         self._wake = trio.Event()
+        self._urgent = trio.Event()
         self._cancel = trio.CancelScope()
         self.close_reason: str | None = None
         self.close_detail = ""
@@ -98,6 +99,8 @@ class PeerConnection:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.rtt_s: float | None = None
+        self.remote_peers: frozenset[bytes] = frozenset()
+        """The peer's own sessions, as it last announced them (``Kind.PEERS``)."""
         self._ping_sent: dict[int, float] = {}
 
     # ----------------------------------------------------------------- sending (never blocks)
@@ -118,6 +121,8 @@ class PeerConnection:
             if qb[0] + n > self.limits.control_bytes:
                 self.close("send_queue_overflow", "control queue full: the peer does not read")
                 return False
+            if not self._urgent.is_set():
+                self._urgent.set()
         elif qb[2] + n > self.limits.bulk_bytes:
             self.dropped_bulk += 1
             self.host._log_queue_full(self, "bulk", self.dropped_bulk)
@@ -208,10 +213,17 @@ class PeerConnection:
         seal = self.session.seal
         send_all = self.stream.send_all
         timeout = self.host.config.write_timeout_s
+        delay = self.host.config.tx_flush_delay_s
         while True:
             if not (queues[0] or queues[1] or queues[2]):
                 self._wake = trio.Event()
                 await self._wake.wait()
+            if delay > 0 and not queues[0] and qb[1] + qb[2] < WRITE_BATCH_BYTES:
+                # Only gossip queued: give it ``delay`` to grow into a bigger write, unless a
+                # consensus or control frame arrives meanwhile.
+                self._urgent = trio.Event()
+                with trio.move_on_after(delay):
+                    await self._urgent.wait()
             parts: list[bytes] = []
             budget = WRITE_BATCH_BYTES
             for prio in (0, 1, 2):
