@@ -1,0 +1,176 @@
+"""The tree of known blocks above (and the chain up to) the last committed block.
+
+Theory of operation: every block a replica accepts names its parent by hash and carries the QC
+of that parent, so the known blocks form a tree rooted at the genesis anchor. A node of the tree
+holds the block, its hash, the QC that certifies it (once one is seen: its child's ``justify``,
+a vote quorum, or a timeout's high QC), the VRF outputs of the tickets it carries (verified on
+insertion), and two numbers the leader election needs in O(1):
+
+* ``gaps`` — views in ``[first view of its epoch, its view)`` that hold no block of its chain
+  (each such view ended in a timeout on this chain), and
+* ``epoch_tail`` — the nearest ancestor in an earlier epoch, so walking back by epochs is cheap.
+
+Commit moves a pointer forward along one chain; the tree asserts it only ever moves to a
+descendant (two commits that do not extend one another mean this replica is broken, and it
+stops loudly). Blocks that do not descend from the committed block are pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .messages import Block, QuorumCert
+
+__all__ = ["BlockTree", "ConflictingCommit", "TreeNode"]
+
+
+class ConflictingCommit(AssertionError):
+    """Committing a block that does not extend the committed chain. A broken invariant."""
+
+    def __init__(self, height: int, block_hash: bytes, committed_height: int) -> None:
+        super().__init__(
+            f"block {block_hash.hex()[:16]} at height {height} does not extend the committed "
+            f"chain at height {committed_height}"
+        )
+
+
+@dataclass(slots=True, eq=False)
+class TreeNode:
+    hash: bytes
+    block: Block | None
+    """None only for the genesis anchor."""
+    height: int
+    view: int
+    parent: bytes | None
+    timestamp_ms: int
+    gaps: int
+    epoch_tail: bytes | None
+    tickets: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    """validator → (ticket epoch, VRF output) of the tickets in this block."""
+    qc: QuorumCert | None = None
+    committed: bool = False
+
+
+class BlockTree:
+    def __init__(
+        self, genesis_hash: bytes, genesis_qc: QuorumCert, genesis_time_ms: int, epoch_views: int
+    ) -> None:
+        self.epoch_views = epoch_views
+        root = TreeNode(
+            genesis_hash, None, 0, 0, None, genesis_time_ms, 0, None, qc=genesis_qc, committed=True
+        )
+        self.genesis = root
+        self.nodes: dict[bytes, TreeNode] = {genesis_hash: root}
+        self.committed = root
+        self.children: dict[bytes, list[bytes]] = {}
+        self.uncommitted: set[bytes] = set()
+
+    def epoch(self, view: int) -> int:
+        return view // self.epoch_views
+
+    def __contains__(self, block_hash: bytes) -> bool:
+        return block_hash in self.nodes
+
+    def get(self, block_hash: bytes) -> TreeNode | None:
+        return self.nodes.get(block_hash)
+
+    def gaps_before(self, parent: TreeNode, view: int) -> int:
+        """``gaps`` a block at ``view`` on top of ``parent`` would have."""
+        if self.epoch(parent.view) == self.epoch(view):
+            return parent.gaps + (view - parent.view - 1)
+        return view - self.epoch(view) * self.epoch_views
+
+    def insert(
+        self, block: Block, block_hash: bytes, tickets: dict[int, tuple[int, bytes]]
+    ) -> TreeNode:
+        parent = self.nodes[block.parent_hash]
+        assert parent.height + 1 == block.height and parent.view < block.view
+        if self.epoch(parent.view) < self.epoch(block.view):
+            tail: bytes | None = parent.hash
+        else:
+            tail = parent.epoch_tail
+        node = TreeNode(
+            block_hash,
+            block,
+            block.height,
+            block.view,
+            parent.hash,
+            block.timestamp_ms,
+            self.gaps_before(parent, block.view),
+            tail,
+            tickets,
+        )
+        self.nodes[block_hash] = node
+        self.uncommitted.add(block_hash)
+        self.children.setdefault(parent.hash, []).append(block_hash)
+        if parent.qc is None:
+            parent.qc = block.justify
+        return node
+
+    def certify(self, qc: QuorumCert) -> TreeNode | None:
+        node = self.nodes.get(qc.block_hash)
+        if node is not None and node.qc is None:
+            node.qc = qc
+        return node
+
+    def ancestor_below(self, node: TreeNode, view_bound: int) -> TreeNode | None:
+        """The highest ancestor of ``node`` (itself included) with ``view < view_bound``.
+
+        None if the walk runs off the known chain (a node restarted with too short a history).
+        """
+        cur: TreeNode | None = node
+        while cur is not None and cur.view >= view_bound:
+            if self.epoch(cur.view) * self.epoch_views >= view_bound and cur.epoch_tail:
+                cur = self.nodes.get(cur.epoch_tail)
+            else:
+                cur = self.nodes.get(cur.parent) if cur.parent is not None else None
+        return cur
+
+    def walk_down(self, node: TreeNode, min_view: int):
+        """Yield ``node`` and its ancestors while their view is ``≥ min_view``."""
+        cur: TreeNode | None = node
+        while cur is not None and cur.view >= min_view:
+            yield cur
+            cur = self.nodes.get(cur.parent) if cur.parent is not None else None
+
+    def extends(self, node: TreeNode, ancestor: TreeNode) -> bool:
+        cur: TreeNode | None = node
+        while cur is not None and cur.height > ancestor.height:
+            cur = self.nodes.get(cur.parent) if cur.parent is not None else None
+        return cur is ancestor
+
+    def commit_through(self, node: TreeNode) -> list[TreeNode]:
+        """Mark ``node`` and its uncommitted ancestors committed; return them oldest first."""
+        if node.committed:
+            return []
+        chain: list[TreeNode] = []
+        cur: TreeNode | None = node
+        while cur is not None and not cur.committed:
+            chain.append(cur)
+            cur = self.nodes.get(cur.parent) if cur.parent is not None else None
+        if cur is not self.committed:
+            raise ConflictingCommit(node.height, node.hash, self.committed.height)
+        chain.reverse()
+        for n in chain:
+            n.committed = True
+            self.uncommitted.discard(n.hash)
+        self.committed = node
+        self._prune()
+        return chain
+
+    def _prune(self) -> None:
+        """Drop blocks that can no longer be committed (not descendants of the committed one)."""
+        root = self.committed
+        nodes = self.nodes
+        doomed = [
+            h
+            for h in self.uncommitted
+            if nodes[h].height <= root.height or not self.extends(nodes[h], root)
+        ]
+        for h in doomed:
+            self.uncommitted.discard(h)
+            node = nodes.pop(h)
+            if node.parent is not None:
+                siblings = self.children.get(node.parent)
+                if siblings and h in siblings:
+                    siblings.remove(h)

@@ -1,0 +1,191 @@
+"""Sequencer election: ECVRF tickets rank the validators of each epoch; timeouts rotate backups.
+
+Theory of operation (the exact rule and why every honest replica agrees are in
+``docs/protocol/consensus.md``; ``E`` is ``timing.epoch_views``, ``start(e) = e·E``):
+
+* **Tickets.** For epoch ``e ≥ 2`` validator ``i`` publishes ``VrfTicket(e, i, π)`` with
+  ``π = vrf_prove(sk_i, ticket_alpha(chain_id, e, seed_e))``. Tickets for ``e`` are valid only in
+  blocks of epoch ``e − 2``.
+* **Seed.** ``seed_e = SHA-256(DOMAIN_TICKET ‖ chain_id ‖ CBOR([e, [[i, β_i], …]]))`` over the
+  VRF outputs ``β`` of the epoch ``e − 1`` tickets on the chain (blocks of epoch ``e − 3``,
+  sorted by ``i``). It depends only on blocks with view ``< start(e − 2)``, so it is fixed
+  before any ticket for ``e`` can be made, and VRF outputs are unique: nobody can grind it.
+* **Ranking.** Each validator's draw ``u_i`` is the first 32 bytes of its ``β`` (big-endian,
+  plus one) if its ticket for ``e`` is on the chain, else of ``SHA-512("fallback" ‖ seed_e ‖ i)``.
+  Validators are ranked by ``u_i / w_i`` ascending (compared exactly as ``u_a·w_b < u_b·w_a``),
+  ties by index. Rank 0 is the epoch's sequencer; the rest are its backups in order.
+* **Leader of a view.** For a block at view ``v`` (epoch ``e``) on top of parent ``P``, with
+  ``k`` = views of ``[start(e), v)`` holding no block of ``P``'s chain (views that timed out):
+  ``leader(v, P) = ranking_e(P)[k mod n]``. While the sequencer is healthy every view of its
+  epoch holds a block, ``k = 0``, and it leads them all; each timed-out view moves leadership
+  one place down the ranking.
+
+All inputs are in ``P``'s chain below view ``start(e − 1)``; results are cached by
+(epoch, anchor block), so the per-proposal cost is a dictionary lookup and a short walk.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import cbor2
+
+from .block_tree import BlockTree, TreeNode
+from .crypto import DOMAIN_TICKET, sha256, signing_bytes
+from .messages import Block, VrfTicket, ticket_alpha
+from .quorum import ValidatorSet
+
+__all__ = ["Election", "InvalidTicket", "MissingHistory"]
+
+TICKET_LEAD_EPOCHS = 2
+"""Tickets for epoch e ride in blocks of epoch e − 2 (one whole epoch before the ranking is
+needed, so the window is closed on a chain before anything depends on it)."""
+
+
+class InvalidTicket(ValueError):
+    def __init__(self, validator: int, epoch: int, reason: str) -> None:
+        super().__init__(f"ticket of validator {validator} for epoch {epoch}: {reason}")
+        self.validator, self.epoch, self.reason = validator, epoch, reason
+
+
+class MissingHistory(LookupError):
+    """The chain below a block is not known far enough back to elect (sync or longer Start)."""
+
+
+class Election:
+    def __init__(self, vset: ValidatorSet, tree: BlockTree, epoch_views: int) -> None:
+        self.vset = vset
+        self.tree = tree
+        self.epoch_views = epoch_views
+        self.chain_id = vset.chain_id
+        self._seeds: dict[tuple[int, bytes], bytes] = {}
+        self._rankings: dict[tuple[int, bytes], tuple[int, ...]] = {}
+
+    def epoch(self, view: int) -> int:
+        return view // self.epoch_views
+
+    def start(self, epoch: int) -> int:
+        return epoch * self.epoch_views
+
+    # -- chain data -----------------------------------------------------------------------
+
+    def _anchor(self, tip: TreeNode, view_bound: int) -> TreeNode:
+        anchor = self.tree.ancestor_below(tip, view_bound)
+        if anchor is None:
+            raise MissingHistory(f"no ancestor of {tip.hash.hex()[:16]} below view {view_bound}")
+        return anchor
+
+    def _tickets_in_window(self, anchor: TreeNode, epoch: int) -> dict[int, bytes]:
+        """VRF outputs of tickets for ``epoch`` in blocks of epoch ``epoch − 2`` below anchor."""
+        window = epoch - TICKET_LEAD_EPOCHS
+        if window < 0:
+            return {}
+        found: dict[int, bytes] = {}
+        for node in self.tree.walk_down(anchor, self.start(window)):
+            for validator, (t_epoch, beta) in node.tickets.items():
+                if t_epoch == epoch:
+                    found[validator] = beta
+        return found
+
+    def seed(self, epoch: int, tip: TreeNode) -> bytes:
+        """``seed_epoch`` as seen from a chain through ``tip`` (any block of view ≥ the
+        ticket window's start, or its parent)."""
+        anchor = self._anchor(tip, self.start(epoch - TICKET_LEAD_EPOCHS)) if epoch >= 3 else None
+        key = (epoch, anchor.hash if anchor is not None else b"")
+        cached = self._seeds.get(key)
+        if cached is not None:
+            return cached
+        prev = self._tickets_in_window(anchor, epoch - 1) if anchor is not None else {}
+        body = cbor2.dumps([epoch, [[i, prev[i]] for i in sorted(prev)]], canonical=True)
+        seed = sha256(signing_bytes(DOMAIN_TICKET, self.chain_id, body))
+        self._seeds[key] = seed
+        return seed
+
+    def ranking(self, epoch: int, tip: TreeNode) -> tuple[int, ...]:
+        """Validator indices, sequencer first, for ``epoch`` on the chain through ``tip``."""
+        anchor = self._anchor(tip, self.start(epoch - 1)) if epoch >= 2 else self.tree.genesis
+        key = (epoch, anchor.hash)
+        cached = self._rankings.get(key)
+        if cached is not None:
+            return cached
+        seed = self.seed(epoch, anchor)
+        betas = self._tickets_in_window(anchor, epoch)
+        draws = []
+        for m in self.vset.members:
+            beta = betas.get(m.index)
+            if beta is None:
+                beta = hashlib.sha512(b"fallback" + seed + m.index.to_bytes(2, "big")).digest()
+            draws.append((int.from_bytes(beta[:32], "big") + 1, m.weight, m.index))
+
+        def compare(a: tuple[int, int, int], b: tuple[int, int, int]) -> int:
+            lhs, rhs = a[0] * b[1], b[0] * a[1]
+            if lhs != rhs:
+                return -1 if lhs < rhs else 1
+            return -1 if a[2] < b[2] else 1
+
+        ranking = tuple(d[2] for d in sorted(draws, key=functools.cmp_to_key(compare)))
+        if len(self._rankings) > 256:
+            self._rankings.clear()
+            self._seeds.clear()
+        self._rankings[key] = ranking
+        return ranking
+
+    def leader(self, view: int, parent: TreeNode) -> int:
+        """The validator that may propose at ``view`` on top of ``parent``."""
+        assert view > parent.view
+        k = self.tree.gaps_before(parent, view)
+        ranking = self.ranking(self.epoch(view), parent)
+        return ranking[k % len(ranking)]
+
+    # -- tickets --------------------------------------------------------------------------
+
+    def alpha(self, epoch: int, tip: TreeNode) -> bytes:
+        return ticket_alpha(self.chain_id, epoch, self.seed(epoch, tip))
+
+    def verify_block_tickets(self, block: Block, parent: TreeNode) -> dict[int, tuple[int, bytes]]:
+        """Check every ticket of ``block`` (on top of ``parent``); return validator → (epoch, β).
+
+        Rules: ticket epoch = block epoch + 2; known validator; one ticket per validator in the
+        block; the proof verifies under that validator's VRF key for this chain's seed.
+        """
+        if not block.tickets:
+            return {}
+        target = self.epoch(block.view) + TICKET_LEAD_EPOCHS
+        alpha = self.alpha(target, parent)
+        out: dict[int, tuple[int, bytes]] = {}
+        for t in block.tickets:
+            if t.epoch != target:
+                raise InvalidTicket(
+                    t.validator,
+                    t.epoch,
+                    f"block of view {block.view} carries tickets for epoch {target} only",
+                )
+            if not 0 <= t.validator < self.vset.n:
+                raise InvalidTicket(t.validator, t.epoch, "unknown validator")
+            if t.validator in out:
+                raise InvalidTicket(t.validator, t.epoch, "two tickets in one block")
+            beta = self.vset.verifier.vrf_output(
+                self.vset.members[t.validator].vrf_key, t.proof, alpha
+            )
+            if beta is None:
+                raise InvalidTicket(t.validator, t.epoch, "VRF proof does not verify")
+            out[t.validator] = (t.epoch, beta)
+        return out
+
+    def tickets_on_chain(self, target: int, parent: TreeNode) -> set[int]:
+        """Validators with a ticket for ``target`` already in ``parent``'s chain window."""
+        window = target - TICKET_LEAD_EPOCHS
+        if window < 0:
+            return set()
+        have: set[int] = set()
+        for node in self.tree.walk_down(parent, self.start(window)):
+            have.update(v for v, (e, _) in node.tickets.items() if e == target)
+        return have
+
+    def valid_ticket(self, ticket: VrfTicket, parent: TreeNode) -> bool:
+        if not 0 <= ticket.validator < self.vset.n:
+            return False
+        alpha = self.alpha(ticket.epoch, parent)
+        key = self.vset.members[ticket.validator].vrf_key
+        return self.vset.verifier.vrf_output(key, ticket.proof, alpha) is not None

@@ -1,0 +1,62 @@
+"""Events a replica consumes: everything that can change its state comes in as one of these.
+
+Theory of operation: the replica is a function ``handle(event) -> list[Effect]``. Every event
+carries ``now_ms``, the caller's clock, so the core never reads one. Events are frozen value
+objects; the replica never keeps a reference to a mutable input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .safety_rules import SafetyState
+from .sync import CommittedBlock
+
+__all__ = ["Event", "MessageReceived", "Start", "TimerFired", "TimerKind", "TransactionsAvailable"]
+
+
+class TimerKind(Enum):
+    VIEW = "view"
+    """The view's deadline: sign (or re-send) a timeout for it."""
+    PROPOSE = "propose"
+    """The leader's pacing timer: propose when it fires (block interval, idle heartbeat)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Boot or restart. ``safety`` is the persisted safety state (None on first boot);
+    ``committed`` the blocks the node has stored as committed, in height order (may be only
+    the most recent few epochs: the replica needs the last three epochs to elect leaders)."""
+
+    now_ms: int
+    safety: SafetyState | None = None
+    committed: tuple[CommittedBlock, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A decoded consensus message from peer ``sender`` (its validator index, as the
+    authenticated session says). Signatures inside are still unchecked."""
+
+    sender: int
+    message: Any
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    kind: TimerKind
+    view: int
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionsAvailable:
+    """The mempool has transactions: a leader waiting on its idle heartbeat proposes sooner."""
+
+    now_ms: int
+
+
+Event = Start | MessageReceived | TimerFired | TransactionsAvailable

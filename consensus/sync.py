@@ -1,0 +1,146 @@
+"""Block sync: wire messages and the bookkeeping of what a replica is fetching.
+
+Theory of operation: a replica only ever needs blocks it has a *certificate* for (a QC in a
+proposal's ``justify``, a timeout's high QC, a TC's high QC) or blocks below such a block. The
+QC fixes the hash; the hash fixes the block, and each block's ``parent_hash`` fixes its parent,
+so a response needs no signatures of its own: the requester checks every returned block hashes
+to what it asked for, walking down. ``BlockRequest(hash, n)`` asks for the block with that hash
+and up to ``n - 1`` of its ancestors (newest first); the requester repeats from the oldest
+returned block's parent until it reaches a block it holds. ``CommittedRequest(height, n)`` asks
+for committed blocks from a height upward, each with the QC that certifies it, for a node
+that restarts far behind (the node layer uses it; the core uses hash requests).
+
+``SyncInfo`` carries a replica's highest QC and TC: sent to a peer that shows it is behind
+(a stale timeout or vote), it lets the peer jump to the current view.
+
+:class:`Fetcher` remembers outstanding requests so a replica does not flood peers, retries
+after ``SYNC_RETRY_MS`` on another peer, and bounds how many fetches are in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import U16, U64, Bytes, ListOf, OneOf, Optional, Struct, field, validate_fields, wire
+from .messages import Block, QuorumCert, TimeoutCert
+
+__all__ = [
+    "MAX_SYNC_BLOCKS",
+    "SYNC_RETRY_MS",
+    "BlockRequest",
+    "BlockResponse",
+    "CommittedBlock",
+    "CommittedRequest",
+    "CommittedResponse",
+    "Fetcher",
+    "SyncInfo",
+]
+
+MAX_SYNC_BLOCKS = 32
+"""Blocks per sync response: 32 × 2 MiB worst case; typical blocks are a few KiB."""
+
+MAX_SYNC_RESPONSE_BYTES = 8 * 1024 * 1024
+"""A responder stops adding blocks once a response would pass this size (always sends one)."""
+
+SYNC_RETRY_MS = 500
+"""An unanswered request is re-sent (to the next peer) after this long."""
+
+MAX_INFLIGHT_FETCHES = 64
+"""Outstanding block fetches per replica; more wait for one to finish."""
+
+
+class _Checked(Struct):
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@wire(61)
+@dataclass(frozen=True, slots=True)
+class CommittedBlock(_Checked):
+    """A committed block and the QC that certifies it (its child's ``justify``)."""
+
+    block: Block = field(OneOf(Block))
+    qc: QuorumCert = field(OneOf(QuorumCert))
+
+
+@wire(62)
+@dataclass(frozen=True, slots=True)
+class BlockRequest(_Checked):
+    block_hash: bytes = field(Bytes(32))
+    max_blocks: int = field(U16)
+
+
+@wire(63)
+@dataclass(frozen=True, slots=True)
+class BlockResponse(_Checked):
+    """The requested block then its ancestors, newest first; empty if unknown."""
+
+    block_hash: bytes = field(Bytes(32))
+    blocks: tuple[Block, ...] = field(ListOf(OneOf(Block), MAX_SYNC_BLOCKS))
+
+
+@wire(64)
+@dataclass(frozen=True, slots=True)
+class SyncInfo(_Checked):
+    high_qc: QuorumCert = field(OneOf(QuorumCert))
+    high_tc: TimeoutCert | None = field(Optional(OneOf(TimeoutCert)))
+
+
+@wire(65)
+@dataclass(frozen=True, slots=True)
+class CommittedRequest(_Checked):
+    from_height: int = field(U64)
+    max_blocks: int = field(U16)
+
+
+@wire(66)
+@dataclass(frozen=True, slots=True)
+class CommittedResponse(_Checked):
+    """Committed blocks from the requested height upward, each with its certifying QC."""
+
+    committed: tuple[CommittedBlock, ...] = field(ListOf(OneOf(CommittedBlock), MAX_SYNC_BLOCKS))
+
+
+SYNC_MESSAGES = (BlockRequest, BlockResponse, SyncInfo, CommittedRequest, CommittedResponse)
+
+
+class Fetcher:
+    """Outstanding block fetches: hash → (peer asked, when). Pure bookkeeping."""
+
+    def __init__(self, n_peers: int, self_index: int | None) -> None:
+        self.n_peers = n_peers
+        self.self_index = self_index
+        self.pending: dict[bytes, tuple[int, int, int]] = {}
+        """hash → (peer, sent_at_ms, attempt)."""
+
+    def _peer(self, preferred: int, attempt: int) -> int:
+        peer = (preferred + attempt) % self.n_peers
+        if peer == self.self_index and self.n_peers > 1:
+            peer = (peer + 1) % self.n_peers
+        return peer
+
+    def want(self, block_hash: bytes, preferred: int, now_ms: int) -> BlockRequest | None:
+        """Return a request to send to ``self.pending[hash][0]``, or None if one is in flight."""
+        entry = self.pending.get(block_hash)
+        if entry is not None:
+            _, sent, attempt = entry
+            if now_ms - sent < SYNC_RETRY_MS:
+                return None
+            attempt += 1
+        else:
+            if len(self.pending) >= MAX_INFLIGHT_FETCHES:
+                return None
+            attempt = 0
+        self.pending[block_hash] = (self._peer(preferred, attempt), now_ms, attempt)
+        return BlockRequest(block_hash, MAX_SYNC_BLOCKS)
+
+    def peer_for(self, block_hash: bytes) -> int:
+        return self.pending[block_hash][0]
+
+    def done(self, block_hash: bytes) -> None:
+        self.pending.pop(block_hash, None)
+
+    def retries_due(self, now_ms: int) -> list[bytes]:
+        return [h for h, (_, sent, _) in self.pending.items() if now_ms - sent >= SYNC_RETRY_MS]

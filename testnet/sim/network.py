@@ -1,0 +1,95 @@
+"""Simulated network and clock: a seeded event queue of message deliveries and timers.
+
+Theory of operation: simulated time is an integer number of milliseconds. Everything that will
+happen (a message arriving, a timer firing, a crash) is an entry in one heap ordered by
+``(time, sequence number)``; the sequence number makes ties deterministic. Faults are drawn from
+the scenario's own ``random.Random``, so a seed replays exactly. Until ``gst_ms`` (global
+stabilisation time) the network may drop, duplicate, delay (and so reorder) messages and cut
+partitions; from ``gst_ms`` on it delivers every message within ``stable_delay_ms``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Partition:
+    start_ms: int
+    end_ms: int
+    groups: tuple[frozenset[int], ...]
+    """Validator indices per side; messages between sides are lost while it lasts."""
+
+    def cuts(self, now_ms: int, a: int, b: int) -> bool:
+        if not self.start_ms <= now_ms < self.end_ms:
+            return False
+        return not any(a in g and b in g for g in self.groups)
+
+
+@dataclass(frozen=True)
+class NetworkFaults:
+    drop: float = 0.0
+    duplicate: float = 0.0
+    delay_ms: tuple[int, int] = (1, 10)
+    """Delay range before ``gst_ms``; uniform, so messages reorder."""
+    stable_delay_ms: tuple[int, int] = (1, 10)
+    gst_ms: int = 0
+    partitions: tuple[Partition, ...] = ()
+
+
+@dataclass(order=True)
+class Entry:
+    at_ms: int
+    seq: int
+    kind: str = field(compare=False)
+    payload: Any = field(compare=False)
+
+
+class EventQueue:
+    def __init__(self) -> None:
+        self._heap: list[Entry] = []
+        self._seq = 0
+
+    def push(self, at_ms: int, kind: str, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, Entry(at_ms, self._seq, kind, payload))
+
+    def pop(self) -> Entry:
+        return heapq.heappop(self._heap)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def peek_time(self) -> int:
+        return self._heap[0].at_ms
+
+
+class SimNetwork:
+    """Decides when (and whether, and how often) each message arrives."""
+
+    def __init__(self, faults: NetworkFaults, rng: random.Random) -> None:
+        self.faults = faults
+        self.rng = rng
+        self.sent = 0
+        self.dropped = 0
+
+    def deliveries(self, now_ms: int, src: int, dst: int) -> list[int]:
+        """Arrival times of one message from ``src`` to ``dst`` sent at ``now_ms``."""
+        f = self.faults
+        self.sent += 1
+        stable = now_ms >= f.gst_ms
+        if not stable:
+            if any(p.cuts(now_ms, src, dst) for p in f.partitions):
+                self.dropped += 1
+                return []
+            if f.drop and self.rng.random() < f.drop:
+                self.dropped += 1
+                return []
+        lo, hi = f.stable_delay_ms if stable else f.delay_ms
+        times = [now_ms + self.rng.randint(lo, hi)]
+        if not stable and f.duplicate and self.rng.random() < f.duplicate:
+            times.append(now_ms + self.rng.randint(lo, hi))
+        return times

@@ -1,0 +1,763 @@
+"""Scenario runner: real replicas over the simulated network, with invariants on every step.
+
+Theory of operation: a :class:`Scenario` is pure data drawn from a seed (``random_scenario``):
+validator count and weights, network faults, crashes, Byzantine behaviours, how long to run.
+:class:`Simulation` builds the replicas (sharing one memoising verifier), then pops events from
+one heap in time order and feeds each to its replica, performing the returned effects in order:
+``PersistSafety`` writes the instance's simulated disk, ``Send``/``Broadcast`` schedule
+deliveries, ``SetTimer`` schedules a timer, ``Commit`` appends to the instance's ledger. A crash
+can land between two effects of one step, which is how persist-before-send is checked.
+
+Invariants checked on every step (a violation raises :class:`SimulationFailure` carrying the
+seed and the last events):
+
+* agreement — no two honest replicas commit different blocks at one height, and each commits
+  heights in order without gaps, so every honest committed chain is a prefix of the longest;
+* one vote per view — no honest validator signs two different votes in one view, across
+  restarts (every vote any honest instance sends is recorded);
+* liveness — after GST every running honest replica commits a new block within a bounded
+  time and number of views;
+* sequencer — in fault-free runs every committed block of an epoch was proposed by that epoch's
+  rank-0 sequencer;
+* no forgery accepted — at the end every honest replica's highest QC verifies with a
+  non-caching verifier.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, SignedTx, TimeInForce
+from lockstep.consensus.crypto import Signer, sha256
+from lockstep.consensus.effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
+from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
+from lockstep.consensus.genesis import (
+    Account,
+    Genesis,
+    Timing,
+    Validator,
+    default_markets,
+)
+from lockstep.consensus.messages import Block, Proposal, Vote, VoteData
+from lockstep.consensus.quorum import CachingVerifier, Verifier
+from lockstep.consensus.replica import Payload, Replica
+from lockstep.consensus.safety_rules import SafetyState
+from lockstep.consensus.sync import CommittedBlock
+from lockstep.consensus.vrf import vrf_keypair_from_seed
+
+from .byzantine import BEHAVIOURS, Behaviour, make_behaviour
+from .network import EventQueue, NetworkFaults, Partition, SimNetwork
+
+SIZES = (4, 7, 10, 16)
+KINDS = (
+    "clean",
+    "lossy",
+    "crash",
+    "partition",
+    "equivocate",
+    "double_vote",
+    "twins",
+    "bad_sig",
+    "forge",
+    "withhold",
+    "bad_payload",
+    "mixed",
+)
+
+SIM_TIMING = Timing(
+    view_timeout_ms=100,
+    view_timeout_max_ms=800,
+    block_interval_ms=10,
+    epoch_views=8,
+    max_clock_drift_ms=500,
+)
+"""Simulated milliseconds: short views keep a scenario to a few thousand events."""
+
+TRACE_EVENTS = 40
+"""Events kept for the failure report."""
+
+
+class SimulationFailure(AssertionError):
+    def __init__(self, seed: int, invariant: str, detail: str, trace: list[str]) -> None:
+        lines = "\n  ".join(trace[-TRACE_EVENTS:])
+        super().__init__(
+            f"seed {seed}: {invariant} violated: {detail}\n"
+            f"replay: python -m lockstep.testnet.sim --seed {seed}\n  {lines}"
+        )
+        self.seed, self.invariant, self.detail = seed, invariant, detail
+
+
+# --------------------------------------------------------------------------- genesis cache
+
+
+@dataclass(frozen=True)
+class Network:
+    genesis: Genesis
+    signers: tuple[Signer, ...]
+    vrf_seeds: tuple[bytes, ...]
+
+
+_NETWORKS: dict[tuple[tuple[int, ...], Timing], Network] = {}
+
+
+def _seed(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def build_network(weights: tuple[int, ...], timing: Timing = SIM_TIMING) -> Network:
+    key = (weights, timing)
+    net = _NETWORKS.get(key)
+    if net is None:
+        validators, signers, vrf_seeds = [], [], []
+        for i, w in enumerate(weights):
+            s = Signer(_seed(f"sim-validator-{i}"))
+            vrf_seed = _seed(f"sim-vrf-{i}")
+            vrf_pk, _ = vrf_keypair_from_seed(vrf_seed)
+            validators.append(Validator(s.public_key, vrf_pk, w, f"sim:{i}", f"v{i}"))
+            signers.append(s)
+            vrf_seeds.append(vrf_seed)
+        trader = Signer(_seed("sim-trader"))
+        g = Genesis(
+            "sim-chain",
+            0,
+            tuple(validators),
+            default_markets(),
+            (Account(trader.public_key, 10**12),),
+            10**12,
+            timing,
+        )
+        net = _NETWORKS[key] = Network(g, tuple(signers), tuple(vrf_seeds))
+    return net
+
+
+_VERIFIER = CachingVerifier(max_entries=400_000)
+
+
+def shared_verifier() -> CachingVerifier:
+    """One memoising verifier per process (results are pure functions of their inputs)."""
+    return _VERIFIER
+
+
+# --------------------------------------------------------------------------- application
+
+
+_TX_CACHE: dict[bytes, SignedTx] = {}
+
+
+def _dummy_tx(chain_id: bytes) -> SignedTx:
+    tx = _TX_CACHE.get(chain_id)
+    if tx is None:
+        trader = Signer(_seed("sim-trader"))
+        place = PlaceOrder(0, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, False, 600_000, 1, 1)
+        tx = _TX_CACHE[chain_id] = Order(trader.public_key, 1, 10**9, place).sign(trader, chain_id)
+    return tx
+
+
+class SimApplication:
+    """A node layer stand-in: one transaction per block, a state root chained over parents."""
+
+    def __init__(self, chain_id: bytes, honest: bool = True) -> None:
+        self.tx = _dummy_tx(chain_id)
+        self.honest = honest
+
+    @staticmethod
+    def root_after(parent: Block | None) -> bytes:
+        if parent is None:
+            return bytes(32)
+        return sha256(parent.state_root + parent.height.to_bytes(8, "big"))
+
+    def make_payload(self, parent: Block | None, height: int, view: int, now_ms: int) -> Payload:
+        root = self.root_after(parent)
+        if not self.honest:
+            root = sha256(b"wrong" + root)
+        return Payload((self.tx,), root)
+
+    def validate_block(self, block: Block, parent: Block | None) -> bool:
+        return block.state_root == self.root_after(parent)
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True)
+class Crash:
+    instance: int
+    at_ms: int
+    restart_ms: int | None
+    mid_step: bool
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    kind: str
+    weights: tuple[int, ...]
+    faults: NetworkFaults
+    byzantine: dict[int, str] = field(default_factory=dict)
+    twins: tuple[int, ...] = ()
+    crashes: tuple[Crash, ...] = ()
+    timing: Timing = SIM_TIMING
+    max_ms: int = 30_000
+    commits_after_gst: int = 3
+    """Stop once every running honest replica has committed this many blocks after GST."""
+    check_sequencer: bool = False
+    crash_sequencer_at_ms: int | None = None
+    """Crash whoever leads the current view at this time (for the failover measurement)."""
+
+    @property
+    def n(self) -> int:
+        return len(self.weights)
+
+    def describe(self) -> str:
+        parts = [f"seed={self.seed}", f"kind={self.kind}", f"n={self.n}"]
+        if len(set(self.weights)) > 1:
+            parts.append(f"weights={self.weights}")
+        if self.byzantine:
+            parts.append(f"byzantine={self.byzantine}")
+        if self.twins:
+            parts.append(f"twins={self.twins}")
+        if self.crashes:
+            parts.append(f"crashes={len(self.crashes)}")
+        f = self.faults
+        parts.append(f"drop={f.drop:.2f} dup={f.duplicate:.2f} delay={f.delay_ms} gst={f.gst_ms}")
+        if f.partitions:
+            parts.append(f"partitions={len(f.partitions)}")
+        return " ".join(parts)
+
+
+def max_faulty(weights: tuple[int, ...]) -> int:
+    return (sum(weights) - 1) // 3
+
+
+def random_scenario(seed: int, kind: str | None = None, n: int | None = None) -> Scenario:
+    """Draw a scenario from a seed. Faulty weight (Byzantine + crashed at GST) stays ≤ f."""
+    rng = random.Random(seed)
+    kind = kind or rng.choice(KINDS)
+    n = n or rng.choices(SIZES, weights=(5, 3, 2, 1))[0]
+    weights = tuple([1] * n) if rng.random() < 0.8 else tuple(rng.randint(1, 3) for _ in range(n))
+    f = max_faulty(weights)
+    order = list(range(n))
+    rng.shuffle(order)
+
+    def pick_faulty(limit: int) -> list[int]:
+        chosen, w = [], 0
+        for i in order:
+            if len(chosen) >= limit:
+                break
+            if w + weights[i] <= f and i not in used:
+                chosen.append(i)
+                w += weights[i]
+        used.update(chosen)
+        return chosen
+
+    used: set[int] = set()
+    gst = rng.randint(300, 1500)
+    noisy = NetworkFaults(
+        drop=rng.uniform(0.0, 0.3),
+        duplicate=rng.uniform(0.0, 0.2),
+        delay_ms=(1, rng.randint(10, 150)),
+        gst_ms=gst,
+    )
+    calm = NetworkFaults(delay_ms=(1, 10), gst_ms=0)
+    byzantine: dict[int, str] = {}
+    twins: tuple[int, ...] = ()
+    crashes: list[Crash] = []
+    faults = calm
+    if kind == "clean":
+        return Scenario(seed, kind, weights, calm, commits_after_gst=12, check_sequencer=True)
+    if kind == "lossy":
+        faults = noisy
+    elif kind == "partition":
+        parts = []
+        t = 0
+        for _ in range(rng.randint(1, 3)):
+            start = t + rng.randint(0, 300)
+            end = start + rng.randint(100, 600)
+            side = set(rng.sample(range(n), rng.randint(1, n - 1)))
+            parts.append(Partition(start, end, (frozenset(side), frozenset(set(range(n)) - side))))
+            t = end
+        faults = NetworkFaults(
+            drop=rng.uniform(0, 0.1), delay_ms=(1, 40), gst_ms=t + 1, partitions=tuple(parts)
+        )
+    elif kind == "crash":
+        faults = noisy if rng.random() < 0.5 else NetworkFaults(delay_ms=(1, 20), gst_ms=gst)
+        crashes = _crashes(rng, n, f, weights, gst, used)
+    elif kind in BEHAVIOURS:
+        for i in pick_faulty(rng.randint(1, max(1, f))):
+            byzantine[i] = kind
+        faults = noisy if rng.random() < 0.3 else calm
+    elif kind == "twins":
+        twins = tuple(pick_faulty(rng.randint(1, max(1, f))))
+        faults = noisy if rng.random() < 0.5 else NetworkFaults(delay_ms=(1, 30), gst_ms=gst)
+    elif kind == "mixed":
+        faults = noisy
+        for i in pick_faulty(rng.randint(0, f)):
+            byzantine[i] = rng.choice(BEHAVIOURS)
+        crashes = _crashes(rng, n, f - sum(weights[i] for i in byzantine), weights, gst, used)
+    return Scenario(seed, kind, weights, faults, byzantine, twins, tuple(crashes))
+
+
+def _crashes(
+    rng: random.Random, n: int, budget: int, weights: tuple[int, ...], gst: int, used: set[int]
+) -> list[Crash]:
+    """Crashes: any replica may crash and restart before GST; those still down at GST (or
+    crashing after it) stay within the fault budget."""
+    out = []
+    down_weight = 0
+    for i in rng.sample(range(n), rng.randint(1, n)):
+        if i in used:
+            continue
+        at = rng.randint(0, gst + 500)
+        stays_down = rng.random() < 0.3 or at >= gst
+        if stays_down:
+            if down_weight + weights[i] > budget:
+                continue
+            down_weight += weights[i]
+            used.add(i)
+            restart = None if rng.random() < 0.5 else at + rng.randint(50, 1000)
+        else:
+            restart = rng.randint(at + 1, gst)
+        out.append(Crash(i, at, restart, rng.random() < 0.5))
+    return out
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+@dataclass
+class Instance:
+    id: int
+    index: int
+    honest: bool
+    behaviour: Behaviour | None
+    replica: Replica | None = None
+    incarnation: int = 0
+    crash_mid_step: bool = False
+    safety: SafetyState | None = None
+    committed: list[CommittedBlock] = field(default_factory=list)
+    timers: dict[TimerKind, tuple[int, int]] = field(default_factory=dict)
+    commits_after_gst: int = 0
+    view_at_gst: int | None = None
+    first_commit_after_gst: tuple[int, int] | None = None
+    """(time, view) of the first commit after GST."""
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    end_ms: int
+    steps: int
+    views: int
+    committed_height: int
+    messages: int
+    liveness_views: int
+    """Most views any honest replica went through after GST before its first commit."""
+    liveness_ms: int
+    proposal_sent_ms: dict[bytes, int] = field(default_factory=dict)
+    commit_ms: dict[int, dict[bytes, int]] = field(default_factory=dict)
+    height_ms: dict[int, int] = field(default_factory=dict)
+    """First time any honest replica committed each height."""
+    sequencer_crash: tuple[int, int] | None = None
+    """(time, validator) of the sequencer crash, if the scenario asked for one."""
+    proposers: dict[bytes, int] = field(default_factory=dict)
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, verifier: Verifier | None = None) -> None:
+        self.sc = scenario
+        self.rng = random.Random(scenario.seed * 7919 + 1)
+        self.net_def = build_network(scenario.weights, scenario.timing)
+        self.genesis = self.net_def.genesis
+        self.chain_id = self.genesis.chain_id
+        self.verifier = verifier or shared_verifier()
+        self.queue = EventQueue()
+        self.network = SimNetwork(scenario.faults, self.rng)
+        self.now = 0
+        self.steps = 0
+        self.trace: collections.deque[str] = collections.deque(maxlen=TRACE_EVENTS)
+        self.committed: dict[int, bytes] = {}
+        self.votes: dict[tuple[int, int], VoteData] = {}
+        self.proposal_sent_ms: dict[bytes, int] = {}
+        self.commit_ms: dict[int, dict[bytes, int]] = collections.defaultdict(dict)
+        self.height_ms: dict[int, int] = {}
+        self.proposers: dict[bytes, int] = {}
+        self.sequencer_crash: tuple[int, int] | None = None
+        self.instances: list[Instance] = []
+        for i in range(scenario.n):
+            name = scenario.byzantine.get(i)
+            behaviour = None
+            if name is not None:
+                behaviour = make_behaviour(
+                    name, i, self.net_def.signers[i], self.chain_id, scenario.n, self.rng
+                )
+            honest = name is None and i not in scenario.twins
+            self.instances.append(Instance(len(self.instances), i, honest, behaviour))
+            if i in scenario.twins:
+                self.instances.append(Instance(len(self.instances), i, False, None))
+        self.by_index: dict[int, list[Instance]] = collections.defaultdict(list)
+        for inst in self.instances:
+            self.by_index[inst.index].append(inst)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def fail(self, invariant: str, detail: str) -> None:
+        raise SimulationFailure(self.sc.seed, invariant, detail, list(self.trace))
+
+    def _new_replica(self, inst: Instance) -> Replica:
+        i = inst.index
+        app = SimApplication(self.chain_id, honest=self.sc.byzantine.get(i) != "bad_payload")
+        return Replica(
+            self.genesis, i, self.net_def.signers[i], self.net_def.vrf_seeds[i], app, self.verifier
+        )
+
+    def _boot(self, inst: Instance) -> None:
+        inst.replica = self._new_replica(inst)
+        inst.incarnation += 1
+        inst.timers.clear()
+        start = Start(self.now, inst.safety, tuple(inst.committed))
+        self._perform(inst, inst.replica.handle(start))
+
+    # -- effects ---------------------------------------------------------------------------
+
+    def _perform(self, inst: Instance, effects: list[Effect]) -> None:
+        if inst.behaviour is not None:
+            effects = inst.behaviour.outgoing(effects)
+        if inst.crash_mid_step and effects:
+            cut = self.rng.randint(0, len(effects))
+            effects = effects[:cut]
+            self._do(inst, effects)
+            self._crash(inst)
+            return
+        self._do(inst, effects)
+
+    def _do(self, inst: Instance, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                self._record_outgoing(inst, e.message)
+                self._transmit(inst, e.to, e.message)
+            elif isinstance(e, Broadcast):
+                self._record_outgoing(inst, e.message)
+                for j in range(self.sc.n):
+                    if j != inst.index or len(self.by_index[j]) > 1:
+                        self._transmit(inst, j, e.message)
+            elif isinstance(e, PersistSafety):
+                inst.safety = e.state
+                if inst.honest and e.state.last_vote is not None:
+                    self._record_vote(e.state.last_vote)
+            elif isinstance(e, SetTimer):
+                inst.timers[e.kind] = (e.view, e.at_ms)
+                self.queue.push(max(e.at_ms, self.now), "timer", (inst.id, inst.incarnation, e))
+            elif isinstance(e, Commit):
+                self._on_commit(inst, e.committed)
+
+    def _transmit(self, inst: Instance, to: int, msg: Any) -> None:
+        for target in self.by_index[to]:
+            if target is inst:
+                continue
+            for at in self.network.deliveries(self.now, inst.index, to):
+                self.queue.push(at, "msg", (target.id, inst.index, msg))
+
+    def _record_outgoing(self, inst: Instance, msg: Any) -> None:
+        if isinstance(msg, Proposal):
+            h = msg.block.block_hash(self.chain_id)
+            self.proposal_sent_ms.setdefault(h, self.now)
+            self.proposers.setdefault(h, msg.block.proposer)
+        if not inst.honest or not isinstance(msg, Vote):
+            return
+        if inst.safety is None or inst.safety.last_voted_view < msg.data.view:
+            self.fail(
+                "persist before send",
+                f"instance {inst.id} sent a vote for view {msg.data.view} before persisting it",
+            )
+        self._record_vote(msg)
+
+    def _record_vote(self, msg: Vote) -> None:
+        key = (msg.voter, msg.data.view)
+        prev = self.votes.get(key)
+        if prev is None:
+            self.votes[key] = msg.data
+        elif prev != msg.data:
+            self.fail(
+                "one vote per view",
+                f"validator {msg.voter} voted twice in view {msg.data.view}: {prev} and {msg.data}",
+            )
+
+    def _on_commit(self, inst: Instance, cb: CommittedBlock) -> None:
+        block = cb.block
+        h = cb.qc.block_hash
+        inst.committed.append(cb)
+        self.trace.append(f"{self.now:>6} i{inst.id} commit h={block.height} v={block.view}")
+        if not inst.honest:
+            return
+        self.commit_ms[inst.index].setdefault(h, self.now)
+        expected = inst.committed[-2].block.height + 1 if len(inst.committed) > 1 else 1
+        if block.height != expected:
+            self.fail(
+                "in-order commits",
+                f"instance {inst.id} committed height {block.height} after {expected - 1}",
+            )
+        self.height_ms.setdefault(block.height, self.now)
+        known = self.committed.setdefault(block.height, h)
+        if known != h:
+            self.fail(
+                "agreement",
+                f"height {block.height}: {known.hex()[:12]} vs {h.hex()[:12]} (instance {inst.id})",
+            )
+        if self.now >= self.sc.faults.gst_ms:
+            inst.commits_after_gst += 1
+            if inst.first_commit_after_gst is None and inst.replica is not None:
+                inst.first_commit_after_gst = (self.now, inst.replica.view)
+
+    # -- crashes ---------------------------------------------------------------------------
+
+    def _crash(self, inst: Instance) -> None:
+        inst.replica = None
+        inst.crash_mid_step = False
+        inst.incarnation += 1
+        inst.timers.clear()
+        self.trace.append(f"{self.now:>6} i{inst.id} CRASH")
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        sc = self.sc
+        for inst in self.instances:
+            self._boot(inst)
+        for c in sc.crashes:
+            self.queue.push(c.at_ms, "crash", c)
+            if c.restart_ms is not None:
+                self.queue.push(c.restart_ms, "restart", c.instance)
+        if sc.crash_sequencer_at_ms is not None:
+            self.queue.push(sc.crash_sequencer_at_ms, "crash_sequencer", None)
+        gst_marked = False
+        while self.queue:
+            entry = self.queue.pop()
+            self.now = entry.at_ms
+            if self.now > sc.max_ms:
+                break
+            if not gst_marked and self.now >= sc.faults.gst_ms:
+                gst_marked = True
+                for inst in self.instances:
+                    if inst.replica is not None:
+                        inst.view_at_gst = inst.replica.view
+            self.steps += 1
+            self._step(entry.kind, entry.payload)
+            if gst_marked and self._done():
+                break
+        return self._finish()
+
+    def _step(self, kind: str, payload: Any) -> None:
+        if kind == "msg":
+            inst_id, sender, msg = payload
+            inst = self.instances[inst_id]
+            if inst.replica is None:
+                return
+            self.trace.append(f"{self.now:>6} i{inst_id} <- {sender} {_summary(msg)}")
+            effects = inst.replica.handle(MessageReceived(sender, msg, self.now))
+            if inst.behaviour is not None:
+                effects = effects + inst.behaviour.incoming(sender, msg)
+            self._perform(inst, effects)
+        elif kind == "timer":
+            inst_id, incarnation, e = payload
+            inst = self.instances[inst_id]
+            if inst.replica is None or inst.incarnation != incarnation:
+                return
+            if inst.timers.get(e.kind) != (e.view, e.at_ms):
+                return
+            self.trace.append(f"{self.now:>6} i{inst_id} timer {e.kind.value} v={e.view}")
+            self._perform(inst, inst.replica.handle(TimerFired(e.kind, e.view, self.now)))
+        elif kind == "crash":
+            c = payload
+            inst = self.instances[c.instance]
+            if inst.replica is None:
+                return
+            if c.mid_step:
+                inst.crash_mid_step = True
+            else:
+                self._crash(inst)
+        elif kind == "crash_sequencer":
+            observer = self._live_honest()[0].replica
+            assert observer is not None
+            tip = observer.tree.get(observer.pacemaker.high_qc.block_hash)
+            assert tip is not None
+            leader = observer.election.leader(observer.view, tip)
+            self.sequencer_crash = (self.now, leader)
+            for inst in self.by_index[leader]:
+                if inst.replica is not None:
+                    self._crash(inst)
+        elif kind == "restart":
+            inst = self.instances[payload]
+            if inst.replica is not None and inst.crash_mid_step:
+                self._crash(inst)  # the mid-step crash had not landed yet
+            if inst.replica is None:
+                inst.crash_mid_step = False
+                self.trace.append(f"{self.now:>6} i{inst.id} RESTART")
+                self._boot(inst)
+
+    def _live_honest(self) -> list[Instance]:
+        return [i for i in self.instances if i.honest and i.replica is not None]
+
+    def _done(self) -> bool:
+        if self.now < self.sc.faults.gst_ms:
+            return False
+        pending_restart = any(
+            c.restart_ms is not None and c.restart_ms > self.now for c in self.sc.crashes
+        )
+        if pending_restart:
+            return False
+        return all(i.commits_after_gst >= self.sc.commits_after_gst for i in self._live_honest())
+
+    def _finish(self) -> Result:
+        sc = self.sc
+        live = self._live_honest()
+        f_views = 0
+        f_ms = 0
+        for inst in live:
+            if inst.commits_after_gst < sc.commits_after_gst:
+                self.fail(
+                    "liveness",
+                    f"instance {inst.id} committed {inst.commits_after_gst} "
+                    f"blocks after GST {sc.faults.gst_ms} by {self.now} ms "
+                    f"(status {inst.replica.status() if inst.replica else None})",
+                )
+            if inst.first_commit_after_gst is not None and inst.view_at_gst is not None:
+                t, v = inst.first_commit_after_gst
+                f_views = max(f_views, v - inst.view_at_gst)
+                f_ms = max(f_ms, t - sc.faults.gst_ms)
+        plain = Verifier()
+        for inst in live:
+            assert inst.replica is not None
+            try:
+                inst.replica.vset.verifier = plain
+                inst.replica.vset._verified_qcs.clear()
+                inst.replica.vset.verify_qc(inst.replica.pacemaker.high_qc)
+            except Exception as e:
+                self.fail("no forgery accepted", f"instance {inst.id} high QC: {e}")
+        if sc.check_sequencer:
+            self._check_sequencer(live)
+        views = max((i.replica.view for i in live if i.replica is not None), default=0)
+        return Result(
+            sc,
+            self.now,
+            self.steps,
+            views,
+            max(self.committed, default=0),
+            self.network.sent,
+            f_views,
+            f_ms,
+            self.proposal_sent_ms,
+            dict(self.commit_ms),
+            self.height_ms,
+            self.sequencer_crash,
+            self.proposers,
+        )
+
+    def _check_sequencer(self, live: list[Instance]) -> None:
+        inst = max(live, key=lambda i: i.replica.committed_height if i.replica else -1)
+        r = inst.replica
+        assert r is not None
+        for cb in inst.committed:
+            b = cb.block
+            parent = r.tree.get(b.parent_hash)
+            if parent is None:
+                continue
+            ranking = r.election.ranking(b.view // r.timing.epoch_views, parent)
+            if b.proposer != ranking[0]:
+                self.fail(
+                    "sequencer leads its epoch",
+                    f"block at view {b.view} proposed by "
+                    f"{b.proposer}, sequencer of epoch {b.epoch} is {ranking[0]}",
+                )
+
+
+def _summary(msg: Any) -> str:
+    name = type(msg).__name__
+    if isinstance(msg, Proposal):
+        return f"Proposal v={msg.block.view} h={msg.block.height} by {msg.block.proposer}"
+    if isinstance(msg, Vote):
+        return f"Vote v={msg.data.view} by {msg.voter}"
+    view = getattr(msg, "view", None)
+    return f"{name} v={view}" if view is not None else name
+
+
+def run_scenario(scenario: Scenario) -> Result:
+    return Simulation(scenario).run()
+
+
+def run_seed(seed: int, kind: str | None = None, n: int | None = None) -> Result:
+    return run_scenario(random_scenario(seed, kind, n))
+
+
+# --------------------------------------------------------------------------- measurements
+
+LATENCY_TIMING = Timing(
+    view_timeout_ms=1_000,
+    view_timeout_max_ms=8_000,
+    block_interval_ms=0,
+    epoch_views=8,
+    max_clock_drift_ms=500,
+)
+"""No batching wait, so latency is pure message delays."""
+
+
+@dataclass(frozen=True)
+class Latency:
+    leader_delays: float
+    """Median commit latency at the proposer, in message delays."""
+    replica_delays: float
+    """Median commit latency at the other replicas, in message delays."""
+    blocks: int
+
+
+def measure_commit_latency(n: int, delay_ms: int = 10, blocks: int = 30) -> Latency:
+    """Fault-free run with every message taking exactly ``delay_ms``: how many message delays
+    from a proposal leaving its leader to the block committing."""
+    faults = NetworkFaults(delay_ms=(delay_ms, delay_ms), stable_delay_ms=(delay_ms, delay_ms))
+    sc = Scenario(
+        0, "latency", tuple([1] * n), faults, timing=LATENCY_TIMING, commits_after_gst=blocks
+    )
+    r = run_scenario(sc)
+    lead: list[float] = []
+    other: list[float] = []
+    for index, commits in r.commit_ms.items():
+        for h, t in commits.items():
+            sent = r.proposal_sent_ms.get(h)
+            if sent is None:
+                continue
+            (lead if r.proposers.get(h) == index else other).append((t - sent) / delay_ms)
+    lead.sort()
+    other.sort()
+    return Latency(lead[len(lead) // 2], other[len(other) // 2], len(lead))
+
+
+@dataclass(frozen=True)
+class Failover:
+    first_commit_timeouts: float
+    """Time from the sequencer crash to the next new height, in base view timeouts."""
+    max_gap_timeouts: float
+    """Longest gap between consecutive new heights after the crash, in base view timeouts."""
+
+
+def measure_sequencer_failover(n: int, seed: int = 0, crash_at_ms: int = 400) -> Failover:
+    rng = random.Random(seed)
+    faults = NetworkFaults(delay_ms=(1, 10), stable_delay_ms=(1, 10))
+    sc = Scenario(
+        seed,
+        "failover",
+        tuple([1] * n),
+        faults,
+        commits_after_gst=40,
+        crash_sequencer_at_ms=crash_at_ms + rng.randint(0, 100),
+    )
+    r = run_scenario(sc)
+    assert r.sequencer_crash is not None
+    t_crash = r.sequencer_crash[0]
+    after = sorted(t for t in r.height_ms.values() if t > t_crash)
+    first = after[0] - t_crash
+    gaps = [b - a for a, b in zip([t_crash, *after], after, strict=False)]
+    base = sc.timing.view_timeout_ms
+    return Failover(first / base, max(gaps) / base)
