@@ -10,7 +10,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from lockstep.cli import node, wallet
+from lockstep.cli import node, testnet_cmd, wallet
 
 __version__ = version("lockstep")
 
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="p2p port of node0; node i uses base+10i (p2p), +1 (RPC), +2 (metrics)",
     )
     gen.set_defaults(func=_cmd_testnet_generate)
+    testnet_cmd.register_actions(tsub)
 
     node.register(sub)
     wallet.register(sub)

@@ -63,3 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init.add_argument("--moniker", default="node", help="this node's name (default %(default)s)")
     init.add_argument("--json", action="store_true", help="print one JSON object")
     init.set_defaults(func=cmd_init)
+
+    from lockstep.cli.node_run import add_run_parser
+
+    add_run_parser(nsub)

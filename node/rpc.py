@@ -39,6 +39,8 @@ from .streams import MAX_SUBSCRIPTIONS_PER_CONNECTION, StreamError, StreamHub
 MAX_BATCH_SUBMISSIONS = 256
 """Transactions in one POST /v1/actions/batch (each is verified: ~15 ms of CPU at most)."""
 
+MAX_STATUS_QUERIES = 1_000
+MAX_ROOTS_PER_QUERY = 1_000
 MAX_WAIT_MS = 30_000
 LOCALHOST = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -71,6 +73,9 @@ class NodeApi(Protocol):
     async def account(self, owner: bytes) -> dict[str, Any] | None: ...
     async def block(self, height: int) -> dict[str, Any] | None: ...
     async def action(self, tx_id: bytes) -> dict[str, Any] | None: ...
+    async def actions(self, tx_ids: list[bytes]) -> list[dict[str, Any] | None]: ...
+    async def state_roots(self, first: int, last: int) -> list[dict[str, Any]]: ...
+    async def ledger_totals(self) -> dict[str, Any]: ...
     def admin_status(self) -> dict[str, Any]: ...
 
 
@@ -309,6 +314,41 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
             raise RpcError(404, "UNKNOWN_ACTION", "this node has not seen that action")
         return JSONResponse(result)
 
+    async def actions_status(request: Request) -> Response:
+        """
+        summary: Status of many actions at once
+        description: '{"tx_ids": [hex, ...]} → one status (or null if never seen) per id.'
+        responses: {200: {description: statuses in order}}
+        """
+        doc = await read_json(request)
+        ids = doc.get("tx_ids") if isinstance(doc, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise RpcError(400, "BAD_REQUEST", 'expected {"tx_ids": ["<hex>", ...]}')
+        if len(ids) > MAX_STATUS_QUERIES:
+            raise RpcError(413, "TOO_MANY_TXS", f"at most {MAX_STATUS_QUERIES} per request")
+        return JSONResponse({"statuses": await node.actions([_hex(i, 32, "tx id") for i in ids])})
+
+    async def state_roots(request: Request) -> Response:
+        """
+        summary: State roots this node computed, by height
+        description: Every honest node reports the same root at the same height.
+        parameters:
+          - {name: from, in: query, schema: {type: integer}}
+          - {name: to, in: query, schema: {type: integer}}
+        responses: {200: {description: '[{height, state_root}] for the applied heights'}}
+        """
+        first = _int_param(request, "from", 1, 1, 2**63 - 1)
+        last = _int_param(request, "to", first + 99, first, 2**63 - 1)
+        last = min(last, first + MAX_ROOTS_PER_QUERY - 1)
+        return JSONResponse({"roots": await node.state_roots(first, last)})
+
+    async def ledger_totals(request: Request) -> Response:
+        """
+        summary: Ledger totals and the conservation check
+        responses: {200: {description: totals}}
+        """
+        return JSONResponse(await node.ledger_totals())
+
     async def admin_status(request: Request) -> Response:
         """
         summary: Operator status (peers, mempool, stores); localhost only
@@ -378,7 +418,10 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
         Route("/v1/trades/{market}", trades),
         Route("/v1/accounts/{owner}", account),
         Route("/v1/blocks/{height}", block),
+        Route("/v1/actions/status", actions_status, methods=["POST"]),
         Route("/v1/actions/{tx_id}", action),
+        Route("/v1/state_roots", state_roots),
+        Route("/v1/ledger/totals", ledger_totals),
         Route("/v1/admin/status", admin_status),
         Route("/openapi.json", openapi, include_in_schema=False),
         WebSocketRoute("/v1/ws", websocket),

@@ -1,0 +1,130 @@
+"""Chaos scenarios: real faults, injected with real signals, while the load keeps flowing.
+
+Each scenario is ``async (network, load generator, monitor) -> None``. It records, per fault,
+how long the network went without a commit after the fault (``monitor.fault_gaps``), and the
+bound it must meet (``monitor.gap_bound_s``): two view timeouts, plus the monitor's polling
+interval, plus — when the fault is a restart — the time a process needs to start.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .loadgen import LoadGenerator
+from .processes import Network
+from .runner import RESTART_ALLOWANCE_S, Monitor
+
+POLL_SLACK_S = 1.0
+"""The monitor polls every 0.5 s; a commit can be seen up to one poll late, twice."""
+
+Scenario = Callable[[Network, LoadGenerator, Monitor], Awaitable[None]]
+
+
+def _bound(monitor: Monitor, view_timeout_s: float) -> None:
+    monitor.gap_bound_s = 2 * view_timeout_s + POLL_SLACK_S  # type: ignore[attr-defined]
+    monitor.fault_gaps = []  # type: ignore[attr-defined]
+
+
+async def _record_gap(monitor: Monitor, what: str, since: float) -> None:
+    """Wait for the next network commit after ``since`` and record the gap."""
+    deadline = since + 30.0
+    while time.monotonic() < deadline and not any(c > since for c in monitor.commit_times):
+        await trio.sleep(0.1)
+    monitor.fault_gaps.append((what, monitor.gap_after(since)))  # type: ignore[attr-defined]
+
+
+def _sequencer(monitor: Monitor) -> int | None:
+    for v in monitor.views:
+        if v.status and v.status.get("sequencer") is not None:
+            return int(v.status["sequencer"])
+    return None
+
+
+async def _kill_and_restart(
+    net: Network, lg: LoadGenerator, monitor: Monitor, i: int, down_s: float, what: str
+) -> None:
+    node = net.nodes[i]
+    lg.down.add(i)
+    t = time.monotonic()
+    node.kill()
+    await _record_gap(monitor, f"SIGKILL {node.name} ({what})", t)
+    await trio.sleep(down_s)
+    node.start()
+    node.restarts += 1
+    await trio.to_thread.run_sync(lambda: _wait_answer(node, 60.0))
+    lg.down.discard(i)
+    net.write_state()
+
+
+def _wait_answer(node: object, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if node.status(0.5) is not None:  # type: ignore[attr-defined]
+            return
+        time.sleep(0.2)
+
+
+def scenarios(view_timeout_s: float, seed: int = 7) -> dict[str, Scenario]:
+    rng = random.Random(seed)
+
+    async def kill_random(net: Network, lg: LoadGenerator, monitor: Monitor) -> None:
+        _bound(monitor, view_timeout_s)
+        await trio.sleep(4)
+        while True:
+            i = rng.randrange(len(net.nodes))
+            await _kill_and_restart(net, lg, monitor, i, 3.0, "random validator")
+            await trio.sleep(6)
+
+    async def kill_sequencer(net: Network, lg: LoadGenerator, monitor: Monitor) -> None:
+        _bound(monitor, view_timeout_s)
+        await trio.sleep(4)
+        while True:
+            i = _sequencer(monitor)
+            if i is None:
+                await trio.sleep(0.5)
+                continue
+            await _kill_and_restart(net, lg, monitor, i, 3.0, "the sequencer")
+            await trio.sleep(6)
+
+    async def freeze(net: Network, lg: LoadGenerator, monitor: Monitor) -> None:
+        _bound(monitor, view_timeout_s)
+        await trio.sleep(4)
+        while True:
+            i = _sequencer(monitor)
+            i = rng.randrange(len(net.nodes)) if i is None else i
+            node = net.nodes[i]
+            lg.down.add(i)
+            t = time.monotonic()
+            node.freeze()
+            await _record_gap(monitor, f"SIGSTOP {node.name}", t)
+            await trio.sleep(4)
+            node.thaw()
+            lg.down.discard(i)
+            await trio.sleep(6)
+
+    async def rolling_restart(net: Network, lg: LoadGenerator, monitor: Monitor) -> None:
+        _bound(monitor, view_timeout_s)
+        monitor.gap_bound_s += RESTART_ALLOWANCE_S  # type: ignore[attr-defined]
+        await trio.sleep(4)
+        while True:
+            for i, node in enumerate(net.nodes):
+                lg.down.add(i)
+                t = time.monotonic()
+                await trio.to_thread.run_sync(node.stop)
+                await _record_gap(monitor, f"restart {node.name}", t)
+                node.start()
+                await trio.to_thread.run_sync(lambda n=node: _wait_answer(n, 60.0))
+                lg.down.discard(i)
+                net.write_state()
+                await trio.sleep(3)
+
+    return {
+        "kill-random": kill_random,
+        "kill-sequencer": kill_sequencer,
+        "freeze": freeze,
+        "rolling-restart": rolling_restart,
+    }

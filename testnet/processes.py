@@ -1,0 +1,233 @@
+"""Real node processes for local networks: start, stop, kill, freeze, and find them again.
+
+Each validator runs as its own ``python -m lockstep.cli.main node run --home …`` process with
+its output in ``<home>/node.log``. The launcher records every process in ``<dir>/testnet.json``
+(pid, RPC URL, home) so ``lockstep testnet status`` and ``lockstep testnet down`` can find a
+running network from another terminal. Faults are real signals: SIGKILL, SIGSTOP/SIGCONT,
+SIGTERM for a clean stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from lockstep.node.config import load_config
+
+STATE_FILE = "testnet.json"
+STOP_GRACE_S = 10.0
+"""SIGTERM, then this long for a clean shutdown before SIGKILL."""
+
+
+@dataclass
+class NodeProcess:
+    index: int
+    name: str
+    home: Path
+    rpc_url: str
+    metrics_url: str
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
+    restarts: int = 0
+    frozen: bool = False
+    log_file: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_file = self.home / "node.log"
+
+    @classmethod
+    def from_home(cls, index: int, home: Path) -> NodeProcess:
+        cfg = load_config(home / "config" / "config.toml")
+        rpc = cfg.rpc.listen_address
+        met = cfg.metrics.listen_address
+        host = "127.0.0.1" if rpc.host in ("0.0.0.0", "") else rpc.host
+        return cls(
+            index,
+            cfg.node.moniker,
+            home,
+            f"http://{host}:{rpc.port}",
+            f"http://{host}:{met.port}",
+        )
+
+    def start(self) -> None:
+        """Start the node process (its output appended to ``node.log``)."""
+        assert not self.alive(), f"{self.name} is already running"
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lockstep.cli.main",
+                "node",
+                "run",
+                "--home",
+                str(self.home),
+                "--log-format",
+                "json",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # a Ctrl-C in the launcher's terminal is ours to forward
+        )
+        log.close()
+        self.pid = self.proc.pid
+        self.frozen = False
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def signal(self, sig: int) -> None:
+        if self.pid is not None and self.alive():
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a power cut would be."""
+        self.signal(signal.SIGKILL)
+        self._reap(5.0)
+        self.frozen = False
+
+    def freeze(self) -> None:
+        self.signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> bool:
+        """SIGTERM and wait; SIGKILL if it does not exit in time. True if it exited cleanly."""
+        if not self.alive():
+            return True
+        if self.frozen:
+            self.thaw()
+        self.signal(signal.SIGTERM)
+        if self._reap(grace_s):
+            return True
+        self.kill()
+        return False
+
+    def restart(self) -> None:
+        if self.alive():
+            self.kill()
+        self.start()
+        self.restarts += 1
+
+    def _reap(self, timeout_s: float) -> bool:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=timeout_s)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def status(self, timeout_s: float = 1.0) -> dict[str, Any] | None:
+        """The node's ``/v1/status``, or None if it does not answer."""
+        try:
+            r = httpx.get(self.rpc_url + "/v1/status", timeout=timeout_s)
+            return r.json() if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+
+@dataclass
+class Network:
+    """The processes of one local network, and its state file."""
+
+    dir: Path
+    nodes: list[NodeProcess]
+
+    @classmethod
+    def from_dir(cls, out_dir: Path) -> Network:
+        homes = sorted(
+            (p for p in out_dir.glob("node*") if (p / "config" / "config.toml").exists()),
+            key=lambda p: int(p.name.removeprefix("node") or 0),
+        )
+        if not homes:
+            raise FileNotFoundError(f"{out_dir}: no node homes (run `lockstep testnet up` first)")
+        net = cls(out_dir, [NodeProcess.from_home(i, h) for i, h in enumerate(homes)])
+        state = out_dir / STATE_FILE
+        if state.exists():
+            doc = json.loads(state.read_text())
+            for n, entry in zip(net.nodes, doc.get("nodes", []), strict=False):
+                n.pid = entry.get("pid")
+        return net
+
+    def write_state(self, extra: dict[str, Any] | None = None) -> None:
+        doc = {
+            "launcher_pid": os.getpid(),
+            "nodes": [
+                {"name": n.name, "pid": n.pid, "rpc": n.rpc_url, "home": str(n.home)}
+                for n in self.nodes
+            ],
+            **(extra or {}),
+        }
+        tmp = self.dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(self.dir / STATE_FILE)
+
+    def start_all(self) -> None:
+        for n in self.nodes:
+            n.start()
+        self.write_state()
+
+    def stop_all(self) -> list[bool]:
+        for n in self.nodes:
+            if n.frozen:
+                n.thaw()
+            n.signal(signal.SIGTERM)
+        clean = [n.stop() for n in self.nodes]
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / STATE_FILE).unlink()
+        return clean
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Until every node answers /v1/status; raises with the log tail of one that does not."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(self.nodes)
+        while pending and time.monotonic() < deadline:
+            pending = [n for n in pending if n.status(0.5) is None]
+            for n in pending:
+                if not n.alive():
+                    raise RuntimeError(f"{n.name} exited during start-up:\n{tail(n.log_file)}")
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            raise RuntimeError(
+                f"{pending[0].name} did not answer in {timeout_s:.0f} s:\n"
+                f"{tail(pending[0].log_file)}"
+            )
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
