@@ -157,7 +157,7 @@ def _worker(args: argparse.Namespace) -> None:
                     "t_start": t_start,
                     "t_last": t_last[0],
                     "lat_us": latencies_us[:: max(1, len(latencies_us) // 5000)],
-                **extra,
+                    **extra,
                 }
             ),
             flush=True,

@@ -10,7 +10,7 @@ violations (bad). The score is
 (GossipSub v1.1's P2, P4 and its behaviour penalty P7: penalties are squared so a burst of bad
 messages sinks a peer quickly while a rare slip is forgiven). Every ``decay_interval_s`` all
 counters are multiplied by ``decay`` and counters under ``decay_to_zero`` are dropped, so the
-past fades. A peer whose score falls below ``disconnect_threshold`` is disconnected and backed
+past fades. A peer whose score falls to ``disconnect_threshold`` or below is disconnected and backed
 off for ``backoff_s`` (the caller does both). Time is passed in.
 """
 
@@ -65,12 +65,12 @@ class PeerScore:
     def on_invalid(self, now: float) -> bool:
         """Count an invalid message; return whether the peer is now below the threshold."""
         self.invalid += 1.0
-        return self.score(now) < self.params.disconnect_threshold
+        return self.score(now) <= self.params.disconnect_threshold
 
     def on_flood(self, now: float) -> bool:
         """Count a rate-limit violation; return whether the peer is now below the threshold."""
         self.flood += 1.0
-        return self.score(now) < self.params.disconnect_threshold
+        return self.score(now) <= self.params.disconnect_threshold
 
     def _maybe_decay(self, now: float) -> None:
         if now < self._next_decay:
