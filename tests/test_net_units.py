@@ -34,7 +34,7 @@ from lockstep.net.rate_limit import TokenBucket
 from .conftest import seed_of
 
 frames_st = st.lists(
-    st.tuples(st.sampled_from([Kind.TX, Kind.CONSENSUS, Kind.PING]), st.binary(max_size=40)),
+    st.tuples(st.sampled_from([Kind.TX, Kind.CONSENSUS, Kind.PING]), st.binary(max_size=32)),
     max_size=30,
 )
 
