@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, TimeInForce, decode_tx
@@ -278,4 +280,46 @@ async def test_simultaneous_dials_leave_one_session_per_pair() -> None:
                 other = next(o for o in hosts if o.key == k)
                 mine, theirs = h._conns[k], other._conns[h.key]
                 assert mine.session.handshake_hash == theirs.session.handshake_hash
+        nursery.cancel_scope.cancel()
+
+
+async def test_orders_are_relayed_along_a_line_of_peers() -> None:
+    """A - B - C - D with no other sessions: relays carry orders and consensus to the end."""
+    g, s = net_genesis(4)
+    async with trio.open_nursery() as nursery:
+        hosts = [await start_host(nursery, g, s[i], seed=i) for i in range(4)]
+        for a, b in itertools.pairwise(hosts):
+            a.add_peer(b.key, f"127.0.0.1:{b.listen_port}")
+            b.add_peer(a.key, f"127.0.0.1:{a.listen_port}")
+        with trio.fail_after(3):
+            for a, b in itertools.pairwise(hosts):
+                await a.wait_connected([b.key])
+        await trio.sleep(0.1)  # peer-set announcements
+        got: list[list] = [[] for _ in hosts]
+        for h, into in zip(hosts, got, strict=True):
+            nursery.start_soon(collect, h, into)
+        for i in range(20):
+            hosts[0].broadcast(Kind.TX, b"order-%d" % i)
+        hosts[3].broadcast(Kind.CONSENSUS, b"proposal")
+        await wait_for(lambda: len(got[3]) == 20 and len(got[0]) == 1)
+        await trio.sleep(0.1)
+        for i in (1, 2):
+            assert len(got[i]) == 21  # each exactly once
+        assert {m.payload for m in got[3]} == {b"order-%d" % i for i in range(20)}
+        assert got[3][0].peer == s[2].public_key  # delivered by the relay next to it
+        nursery.cancel_scope.cancel()
+
+
+async def test_full_mesh_relays_no_orders() -> None:
+    g, s = net_genesis(4)
+    async with trio.open_nursery() as nursery:
+        hosts = [await start_host(nursery, g, s[i], seed=i) for i in range(4)]
+        link_all(hosts)
+        await wait_mesh(hosts)
+        await wait_for(lambda: all(len(c.remote_peers) == 3 for c in hosts[1]._conns.values()))
+        for i in range(100):
+            hosts[0].broadcast(Kind.TX, b"order-%d" % i)
+        await wait_for(lambda: all(h.stats["delivered"] == 100 for h in hosts[1:]))
+        assert [h.stats["forwarded"] for h in hosts] == [0, 0, 0, 0]
+        assert [h.stats["duplicates"] for h in hosts] == [0, 0, 0, 0]
         nursery.cancel_scope.cancel()
