@@ -109,6 +109,10 @@ class Book:
     def best_ask(self) -> int | None:
         return self.ask_prices[0] if self.ask_prices else None
 
+    def orders_on(self, is_buy: bool) -> bool:
+        """True if a buy (``is_buy``) or a sell would find any resting order to trade with."""
+        return bool(self.ask_prices if is_buy else self.bid_prices)
+
     def is_crossed(self) -> bool:
         bids, asks = self.bid_prices, self.ask_prices
         return bool(bids and asks and bids[-1] >= asks[0])

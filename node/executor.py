@@ -14,7 +14,8 @@ One block is applied in this order (the protocol document says why):
 2. ``Cancel`` transactions, in block order (cancels before placements);
 3. every other transaction (``Order``, ``Batch``, ``Transfer``, ``Withdraw``) in block order;
 4. mark prices again from the post-trade books, a premium sample, funding if due;
-5. liquidations, until no account touched by this block is below maintenance;
+5. the insurance fund unwinds its positions against the book; then liquidations, until no
+   account is below maintenance;
 6. invariants (conservation, open interest, book not crossed, no negative account);
 7. the state root over the changed records, and one SQLite transaction with every change.
 
@@ -245,9 +246,7 @@ class Exchange:
         }
         self.recent_status: dict[bytes, TxOutcome] = {}
         self._status_order: deque[bytes] = deque()
-        self._last_marks: dict[int, int] = {}
         self.halted: str | None = None
-        self.marks_changed: set[int] = set()
         self._taker = _Taker()
         self._fill_cb = self._on_fill
         self._cancel_cb = self._on_cancel_in_match
@@ -340,7 +339,6 @@ class Exchange:
         self.replay.load(
             (s, u64_from_sql(n), e) for s, n, e in store.rows("SELECT * FROM replay ORDER BY 1, 2")
         )
-        self._last_marks = {m: ms.mark for m, ms in led.markets.items()}
         for owner in sorted(led.accounts):
             if owner not in SYSTEM_ACCOUNTS and led.accounts[owner].positions:
                 self.risk.assess(self, led.accounts[owner])
@@ -421,7 +419,8 @@ class Exchange:
                 outcomes[i] = self._apply_tx(i, tx_ids[i], body, height, timestamp_ms)
         # 4. marks, premium, funding.
         funding_rows = self._end_of_block_prices(timestamp_ms)
-        # 5. liquidations.
+        # 5. the insurance fund unwinds, then liquidations.
+        liquidation.unwind_fund(self)
         liquidation.run(self)
         # 6. invariants; 7. state root and SQLite.
         self._check_invariants()
@@ -582,44 +581,58 @@ class Exchange:
             book, acct.owner, is_buy, limit, qty, self._fill_cb, self._cancel_cb, self._cap_cb
         )
 
-    def _place(
-        self, acct: AccountState, place: PlaceOrder, height: int, check_margin: bool = True
-    ) -> Reason:
+    def _precheck_place(
+        self, acct: AccountState, place: PlaceOrder, check_margin: bool = True
+    ) -> tuple[Reason, int]:
+        """Stateful admission of one placement: (reason, lots it may trade).
+
+        Client id unused among the owner's open orders in the market; the open-order limit if
+        it may rest; reduce-only only on the reducing side, and cut to the position; post-only
+        must not cross; margin (unless reduce-only): ``equity − open loss ≥ initial
+        requirement`` with the order added to the owner's open orders.
+        """
         market = place.market
-        owner = acct.owner
-        if (owner, market, place.client_id) in self.by_client:
-            return Reason.DUPLICATE_CLIENT_ID
+        if (acct.owner, market, place.client_id) in self.by_client:
+            return Reason.DUPLICATE_CLIENT_ID, 0
         is_buy = place.side == BUY
         size = place.size
-        price = place.price
-        book = self.books[market]
         rests = place.order_type == OrderType.LIMIT and place.time_in_force != TimeInForce.IOC
         if rests and acct.n_open >= MAX_OPEN_ORDERS_PER_ACCOUNT:
-            return Reason.TOO_MANY_OPEN_ORDERS
+            return Reason.TOO_MANY_OPEN_ORDERS, 0
         if place.reduce_only:
             p = acct.positions.get(market)
             allowed = 0 if p is None else (-p.size if is_buy else p.size)
             if allowed <= 0:
-                return Reason.REDUCE_ONLY_WOULD_INCREASE
+                return Reason.REDUCE_ONLY_WOULD_INCREASE, 0
             if size > allowed:
                 size = allowed
-        if place.time_in_force == TimeInForce.POST_ONLY and would_cross(book, is_buy, price):
-            return Reason.POST_ONLY_WOULD_CROSS
-        if (
-            check_margin
-            and not place.reduce_only
-            and not self._margin_ok(acct, market, is_buy, price, size)
+        elif check_margin and not self._margin_ok(acct, market, is_buy, place.price, size):
+            return Reason.INSUFFICIENT_MARGIN, 0
+        if place.time_in_force == TimeInForce.POST_ONLY and would_cross(
+            self.books[market], is_buy, place.price
         ):
-            return Reason.INSUFFICIENT_MARGIN
+            return Reason.POST_ONLY_WOULD_CROSS, 0
+        return Reason.OK, size
+
+    def _place(
+        self, acct: AccountState, place: PlaceOrder, height: int, check_margin: bool = True
+    ) -> Reason:
+        reason, size = self._precheck_place(acct, place, check_margin)
+        if reason:
+            return reason
+        market = place.market
+        is_buy = place.side == BUY
+        price = place.price
+        book = self.books[market]
         filled = 0
         if would_cross(book, is_buy, price):
             filled = self.take_liquidity(acct, market, is_buy, price, size)
         left = size - filled
         if left > 0:
-            if rests:
+            if place.order_type == OrderType.LIMIT and place.time_in_force != TimeInForce.IOC:
                 o = RestingOrder(
                     self.next_order_id,
-                    owner,
+                    acct.owner,
                     market,
                     place.side,
                     price,
@@ -634,7 +647,9 @@ class Exchange:
                 book.add(o)
                 self.touched_orders.add(o.order_id)
                 self.touched_books.add(market)
-                self.events.append(OrderEvent("placed", o.order_id, owner, market, o.client_id))
+                self.events.append(
+                    OrderEvent("placed", o.order_id, acct.owner, market, o.client_id)
+                )
             elif filled == 0:
                 return Reason.NO_LIQUIDITY
         return Reason.OK
@@ -664,46 +679,62 @@ class Exchange:
             self._remove_order(o, reason)
         return len(mine)
 
-    def _batch(self, acct: AccountState, actions: tuple, height: int) -> tuple[Reason, int]:
-        """All-or-nothing admission (see the protocol document), then in-order application."""
+    def _check_batch(self, acct: AccountState, actions: tuple) -> tuple[Reason, int]:
+        """All-or-nothing admission of a batch: (reason, failing action index or -1).
+
+        Each cancel must name an order resting before the batch (and not cancelled earlier in
+        it); each placement's client id must be free, or freed by an earlier cancel of the
+        batch (a ``CancelAll`` frees its market); reduce-only placements must reduce. The open
+        orders the batch may leave must fit the limit, and the margin check is made once for
+        all non-reduce-only placements together, as if all rested.
+        """
         owner = acct.owner
-        open_cids = set()
+        freed: set[tuple[bytes, int, int]] = set()
+        cleared: set[int] = set()
         add_buy: dict[int, int] = {}
         add_sell: dict[int, int] = {}
         loss = 0
         n_rest = 0
         for i, a in enumerate(actions):
             kind = type(a)
+            if kind is CancelAll:
+                cleared.add(a.market)
+                continue
+            key = (owner, a.market, a.client_id)
             if kind is CancelOrder:
-                key = (owner, a.market, a.client_id)
-                if key not in self.by_client or key in open_cids:
-                    return Reason.BATCH_REJECTED, i
-                open_cids.add(key)
-            elif kind is PlaceOrder:
-                key = (owner, a.market, a.client_id)
-                if key in self.by_client and key not in open_cids:
-                    return Reason.BATCH_REJECTED, i
-                if a.reduce_only:
-                    p = acct.positions.get(a.market)
-                    allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
-                    if allowed <= 0:
-                        return Reason.BATCH_REJECTED, i
-                    continue
-                is_buy = a.side == BUY
-                if a.order_type == OrderType.LIMIT and a.time_in_force != TimeInForce.IOC:
-                    n_rest += 1
-                tgt = add_buy if is_buy else add_sell
-                tgt[a.market] = tgt.get(a.market, 0) + a.size
-                mark = self.ledger.markets[a.market].mark
-                mult = self.markets[a.market].contract_multiplier
-                loss += open_loss(is_buy, a.price, a.size, mark, mult)
-        if acct.n_open + n_rest > MAX_OPEN_ORDERS_PER_ACCOUNT + len(open_cids):
-            return Reason.BATCH_REJECTED, -1
+                if key not in self.by_client or key in freed or a.market in cleared:
+                    return Reason.ORDER_NOT_FOUND, i
+                freed.add(key)
+                continue
+            if key in self.by_client and key not in freed and a.market not in cleared:
+                return Reason.DUPLICATE_CLIENT_ID, i
+            if a.reduce_only:
+                p = acct.positions.get(a.market)
+                allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
+                if allowed <= 0:
+                    return Reason.REDUCE_ONLY_WOULD_INCREASE, i
+                continue
+            is_buy = a.side == BUY
+            if a.order_type == OrderType.LIMIT and a.time_in_force != TimeInForce.IOC:
+                n_rest += 1
+            tgt = add_buy if is_buy else add_sell
+            tgt[a.market] = tgt.get(a.market, 0) + a.size
+            mark = self.ledger.markets[a.market].mark
+            mult = self.markets[a.market].contract_multiplier
+            loss += open_loss(is_buy, a.price, a.size, mark, mult)
+        if acct.n_open + n_rest - len(freed) > MAX_OPEN_ORDERS_PER_ACCOUNT:
+            return Reason.TOO_MANY_OPEN_ORDERS, -1
         if (add_buy or add_sell) and not self._margin_ok_multi(acct, add_buy, add_sell, loss):
-            return Reason.BATCH_REJECTED, -1
+            return Reason.INSUFFICIENT_MARGIN, -1
+        return Reason.OK, -1
+
+    def _batch(self, acct: AccountState, actions: tuple, height: int) -> tuple[Reason, int]:
+        """Admit the batch as a whole, then apply its actions in order."""
+        reason, index = self._check_batch(acct, actions)
+        if reason:
+            return reason, index
         for a in actions:
-            kind = type(a)
-            if kind is PlaceOrder:
+            if type(a) is PlaceOrder:
                 self._place_admitted(acct, a, height)
             else:
                 self._cancel(acct, a)
@@ -801,16 +832,11 @@ class Exchange:
         lm = self.ledger.markets
         led = self.ledger
         rows = []
-        self.marks_changed: set[int] = set()
         for mid in sorted(self.markets):
             mk = self.markets[mid]
             ms = lm[mid]
             book = self.books[mid]
-            old = self._last_marks.get(mid)
             ms.mark = mark_price(ms.index, book.best_bid(), book.best_ask())
-            if old != ms.mark:
-                self.marks_changed.add(mid)
-            self._last_marks[mid] = ms.mark
             ms.premium_sum += fundingmod.premium_ppm(ms.index, book.best_bid(), book.best_ask())
             ms.premium_samples += 1
             led.dirty_markets.add(mid)
@@ -887,8 +913,13 @@ class Exchange:
         return changes
 
     def _global_value(self, height: int, timestamp_ms: int) -> tuple:
-        return (height, timestamp_ms, self.next_order_id, self.next_trade_id,
-                self.ledger.withdrawn_total)
+        return (
+            height,
+            timestamp_ms,
+            self.next_order_id,
+            self.next_trade_id,
+            self.ledger.withdrawn_total,
+        )
 
     def _all_records(self) -> list[tuple[bytes, tuple]]:
         led = self.ledger
@@ -951,9 +982,7 @@ class Exchange:
             oracle=[(m, v, *self.oracle[m][v]) for m, v in sorted(self.dirty_oracle)],
             replay_add=[(s, u64_to_sql(n), e) for s, n, e in self.replay.take_added()],
             trades=[t.row() for t in self.trades],
-            tx_status=[
-                (o.tx_id, height, o.index, int(o.reason), o.action_index) for o in outcomes
-            ],
+            tx_status=[(o.tx_id, height, o.index, int(o.reason), o.action_index) for o in outcomes],
             funding=funding_rows,
             n_txs=n_txs,
         )
@@ -965,8 +994,6 @@ class Exchange:
         self.state_root = root
         for t in self.trades:
             self.recent_trades[t.market].append(t)
-        if height == 0:
-            self._last_marks = {m: ms.mark for m, ms in led.markets.items()}
 
     def _remember_outcomes(self, outcomes: Sequence[TxOutcome]) -> None:
         for o in outcomes:
@@ -995,44 +1022,33 @@ class Exchange:
         return Admission(reason, tx, tx_id, action)
 
     def check_tx(self, tx: SignedTx) -> tuple[Reason, int]:
-        """Stateless and stateful admission rules for the next block (signature not checked)."""
+        """Admission rules for the next block, against the last applied state (the signature is
+        not checked here; :meth:`admit` does that). The same rules as block execution, except
+        that a placement is not matched: whether it would fill is only known in its block."""
         body = tx.body
-        height = self.height + 1
-        reason, action = check_static(body, height, self.markets, self.validators)
+        reason, action = check_static(body, self.height + 1, self.markets, self.validators)
         if reason:
             return reason, action
         if self.replay.seen(body.signer, body.nonce):
             return Reason.REPLAYED, -1
-        if type(body) is OraclePrice:
+        kind = type(body)
+        if kind is OraclePrice:
             return Reason.OK, -1
         acct = self.ledger.accounts.get(body.signer)
         if acct is None:
             return Reason.UNKNOWN_ACCOUNT, -1
-        for i, a in enumerate(body.actions()):
-            key = (acct.owner, a.market, getattr(a, "client_id", None))
-            if type(a) is CancelOrder and key not in self.by_client:
-                return (Reason.ORDER_NOT_FOUND, -1) if type(body) is Cancel else (
-                    Reason.BATCH_REJECTED, i)
-            if type(a) is PlaceOrder:
-                if key in self.by_client and type(body) is Order:
-                    return Reason.DUPLICATE_CLIENT_ID, -1
-                if a.reduce_only:
-                    p = acct.positions.get(a.market)
-                    allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
-                    if allowed <= 0:
-                        return Reason.REDUCE_ONLY_WOULD_INCREASE, i if type(body) is Batch else -1
-                elif type(body) is Order and not self._margin_ok(
-                    acct, a.market, a.side == BUY, a.price, a.size
-                ):
-                    return Reason.INSUFFICIENT_MARGIN, -1
-                if a.time_in_force == TimeInForce.POST_ONLY and would_cross(
-                    self.books[a.market], a.side == BUY, a.price
-                ) and type(body) is Order:
-                    return Reason.POST_ONLY_WOULD_CROSS, -1
-        if type(body) in (Transfer, Withdraw):
-            equity, im, _ = self.equity_and_requirements(acct)
-            if body.amount > min(acct.collateral, equity - im):
-                return Reason.INSUFFICIENT_BALANCE, -1
+        if kind is Order:
+            return self._precheck_place(acct, body.place)[0], -1
+        if kind is Cancel:
+            c = body.cancel
+            if type(c) is CancelOrder and (acct.owner, c.market, c.client_id) not in self.by_client:
+                return Reason.ORDER_NOT_FOUND, -1
+            return Reason.OK, -1
+        if kind is Batch:
+            return self._check_batch(acct, body.batch)
+        equity, im, _ = self.equity_and_requirements(acct)
+        if body.amount > min(acct.collateral, equity - im):
+            return Reason.INSUFFICIENT_BALANCE, -1
         return Reason.OK, -1
 
     # ----------------------------------------------------------------------- reads (RPC)
@@ -1065,8 +1081,11 @@ class Exchange:
 
     def open_orders(self, owner: bytes, market: int | None = None) -> list[RestingOrder]:
         return sorted(
-            (o for o in self.orders.values()
-             if o.owner == owner and (market is None or o.market == market)),
+            (
+                o
+                for o in self.orders.values()
+                if o.owner == owner and (market is None or o.market == market)
+            ),
             key=lambda o: o.order_id,
         )
 
@@ -1113,13 +1132,32 @@ def _order_key(oid: int) -> bytes:
 
 
 def _order_value(o: RestingOrder) -> tuple:
-    return (o.owner, o.market, int(o.side), o.price, o.size, o.remaining, o.client_id,
-            o.reduce_only, o.height)
+    return (
+        o.owner,
+        o.market,
+        int(o.side),
+        o.price,
+        o.size,
+        o.remaining,
+        o.client_id,
+        o.reduce_only,
+        o.height,
+    )
 
 
 def _order_row(o: RestingOrder) -> tuple:
-    return (o.order_id, o.owner, o.market, int(o.side), o.price, o.size, o.remaining,
-            u64_to_sql(o.client_id), int(o.reduce_only), o.height)
+    return (
+        o.order_id,
+        o.owner,
+        o.market,
+        int(o.side),
+        o.price,
+        o.size,
+        o.remaining,
+        u64_to_sql(o.client_id),
+        int(o.reduce_only),
+        o.height,
+    )
 
 
 def _market_key(mid: int) -> bytes:

@@ -471,9 +471,7 @@ class LedgerStore:
             if w.accounts:
                 db.executemany("INSERT OR REPLACE INTO accounts VALUES (?,?)", w.accounts)
             if w.positions:
-                db.executemany(
-                    "INSERT OR REPLACE INTO positions VALUES (?,?,?,?,?,?)", w.positions
-                )
+                db.executemany("INSERT OR REPLACE INTO positions VALUES (?,?,?,?,?,?)", w.positions)
             if w.orders_delete:
                 db.executemany("DELETE FROM orders WHERE order_id=?", w.orders_delete)
             if w.orders_upsert:
@@ -490,9 +488,7 @@ class LedgerStore:
             if w.replay_add:
                 db.executemany("INSERT INTO replay VALUES (?,?,?)", w.replay_add)
             if w.trades:
-                db.executemany(
-                    "INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", w.trades
-                )
+                db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", w.trades)
             if w.tx_status:
                 db.executemany("INSERT OR REPLACE INTO tx_status VALUES (?,?,?,?,?)", w.tx_status)
             if w.funding:
@@ -501,9 +497,7 @@ class LedgerStore:
                 "INSERT INTO blocks VALUES (?,?,?,?,?)",
                 (w.height, w.timestamp_ms, w.state_root, w.n_txs, len(w.trades)),
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO meta VALUES (?,?)", sorted(w.meta.items())
-            )
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", sorted(w.meta.items()))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('state_root', ?)", (w.state_root,))
             db.execute("COMMIT")
         except BaseException:
@@ -524,8 +518,16 @@ class LedgerStore:
 
         return [
             RestingOrder(
-                oid, owner, market, Side(side), price, size, remaining, u64_from_sql(cid),
-                bool(ro), height,
+                oid,
+                owner,
+                market,
+                Side(side),
+                price,
+                size,
+                remaining,
+                u64_from_sql(cid),
+                bool(ro),
+                height,
             )
             for oid, owner, market, side, price, size, remaining, cid, ro, height in self.rows(
                 "SELECT * FROM orders ORDER BY order_id"

@@ -25,6 +25,11 @@ ascending key order. Liquidating account X:
    (``share = rest × n_i // Σn``, the remainder of the floor divisions to the first-ranked),
    which is the same as closing them at X's bankruptcy price.
 
+Before the accounts are checked, the insurance fund **unwinds** what it took over in earlier
+blocks: for each market where it holds a position, an IOC order closes it against the book no
+worse than the band price (the fund pays the taker fee like anyone). The fund is a backstop,
+not a trader: it gives the positions back to the book as soon as the book can take them.
+
 Liquidation runs to a fixpoint: makers that filled a liquidation order and ADL counterparties
 are checked again, and each account is liquidated at most once per block. Afterwards every
 liquidated account is flat with zero collateral, and no trader account is below zero.
@@ -167,6 +172,22 @@ class RiskIndex:
         self._live = live // 2
 
 
+def unwind_fund(ex: Exchange) -> None:
+    """Close the insurance fund's positions against the book, within the band."""
+    led = ex.ledger
+    fund = led.accounts[INSURANCE_FUND]
+    for mid in sorted(fund.positions):
+        p = fund.positions[mid]
+        if not p.size or not ex.books[mid].orders_on(p.size < 0):
+            continue
+        mk = ex.markets[mid]
+        mark = led.markets[mid].mark
+        notional = abs(p.size) * mark * mk.contract_multiplier
+        band = tier_for(mk.leverage_tiers, notional).maintenance_margin_ppm
+        is_buy = p.size < 0
+        ex.take_liquidity(fund, mid, is_buy, band_price(mark, band, is_buy), abs(p.size))
+
+
 def run(ex: Exchange) -> None:
     """Liquidate every eligible account, to a fixpoint (see the module docstring)."""
     led = ex.ledger
@@ -270,9 +291,7 @@ def liquidate(ex: Exchange, acct: AccountState) -> None:
         led.credit(acct, deficit)
         ex.events.append(DeficitEvent(owner, deficit, cover, deficit - cover))
     for cp, mid, lots, _ in adl_fills:
-        ex.events.append(
-            DeleverageEvent(cp, mid, lots, led.markets[mid].mark, haircuts.pop(cp, 0))
-        )
+        ex.events.append(DeleverageEvent(cp, mid, lots, led.markets[mid].mark, haircuts.pop(cp, 0)))
     assert acct.collateral >= 0
 
 

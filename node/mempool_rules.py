@@ -98,8 +98,7 @@ class Reason(enum.IntEnum):
     SELF_TRANSFER = 22
     BATCH_DUPLICATE_CLIENT_ID = 23
     """Two placements in one batch share (market, client id)."""
-    BATCH_REJECTED = 24
-    """One action of an atomic batch was inadmissible; the reason of that action is reported."""
+    # 24 is not used: a refused batch reports the failing action's own reason and index.
     NO_LIQUIDITY = 25
     """An IOC or market order found nothing to trade within its price (informational)."""
     SELF_TRADE = 26

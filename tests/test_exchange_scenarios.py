@@ -281,7 +281,12 @@ def test_batch_is_atomic(tmp_path: Path) -> None:
                   TimeInForce.GTC, False, 91, 1, 2),
                   PlaceOrder(0, BUY, OrderType.LIMIT, TimeInForce.GTC, False, 92, 200, 3))
     r = h.block(bad)
-    assert r.outcomes[0].reason == Reason.BATCH_REJECTED
+    assert (r.outcomes[0].reason, r.outcomes[0].action_index) == (Reason.INSUFFICIENT_MARGIN, -1)
+    assert h.ex.l2(0) == ([(90, 1)], [])
+    # A cancel of an order that is not resting refuses the batch, naming the action.
+    r = h.block(h.batch("alice", PlaceOrder(0, BUY, OrderType.LIMIT, TimeInForce.GTC, False,
+                                            80, 1, 5), CancelOrder(0, 6)))
+    assert (r.outcomes[0].reason, r.outcomes[0].action_index) == (Reason.ORDER_NOT_FOUND, 1)
     assert h.ex.l2(0) == ([(90, 1)], [])
     assert root != h.ex.state_root  # height moved on, but no order changed:
     assert [o.client_id for o in h.ex.open_orders(h.key("alice"))] == [1]

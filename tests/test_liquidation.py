@@ -105,3 +105,17 @@ def test_liquidation_reaches_auto_deleveraging(tmp_path: Path) -> None:
     assert h.collateral("fund") == 0
     ms = h.ex.market_state(0)
     assert ms.long_oi == ms.short_oi == 0
+
+
+def test_fund_unwinds_its_position_into_the_book(tmp_path: Path) -> None:
+    h = _setup(tmp_path, 1_000_000 * USD, {"bob": 100_000 * USD})
+    h.ok(h.oracle(88))
+    assert h.pos("fund") == (90, 7_920 * USD)
+    fund = h.collateral("fund")
+    # Carol bids 100 @ 87: mark = median(88, 87, 88) = 88, band ⌈88 × 0.95⌉ = 84. The fund
+    # sells its 90 lots to her at 87: realizes 90 × (87 − 88) = −90 USD, pays 0.05% = 3.915.
+    r = h.ok(h.place("carol", BUY, 87, 100))
+    assert [(t.price, t.size, t.taker) for t in r.trades] == [(87, 90, h.key("fund"))]
+    assert h.pos("fund") == (0, 0)
+    assert h.collateral("fund") == fund - 90 * USD - 3_915_000
+    assert h.ex.l2(0) == ([(87, 10)], [])
