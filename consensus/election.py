@@ -43,6 +43,31 @@ TICKET_LEAD_EPOCHS = 2
 needed, so the window is closed on a chain before anything depends on it)."""
 
 
+def draw_value(beta: bytes) -> int:
+    """A validator's draw: the first 32 bytes of a VRF output (or fallback), big-endian, + 1."""
+    return int.from_bytes(beta[:32], "big") + 1
+
+
+def fallback_draw(seed: bytes, index: int) -> bytes:
+    """The draw of a validator whose ticket is not on the chain: public, fixed by the seed."""
+    return hashlib.sha512(b"fallback" + seed + index.to_bytes(2, "big")).digest()
+
+
+def rank_by_draw(draws: list[tuple[int, int, int]]) -> tuple[int, ...]:
+    """Order ``(draw, weight, index)`` by ``draw / weight`` ascending, exactly, ties by index.
+
+    ``a`` ranks before ``b`` iff ``draw_a · weight_b < draw_b · weight_a``: integers only.
+    """
+
+    def compare(a: tuple[int, int, int], b: tuple[int, int, int]) -> int:
+        lhs, rhs = a[0] * b[1], b[0] * a[1]
+        if lhs != rhs:
+            return -1 if lhs < rhs else 1
+        return -1 if a[2] < b[2] else 1
+
+    return tuple(d[2] for d in sorted(draws, key=functools.cmp_to_key(compare)))
+
+
 class InvalidTicket(ValueError):
     def __init__(self, validator: int, epoch: int, reason: str) -> None:
         super().__init__(f"ticket of validator {validator} for epoch {epoch}: {reason}")
@@ -115,16 +140,9 @@ class Election:
         for m in self.vset.members:
             beta = betas.get(m.index)
             if beta is None:
-                beta = hashlib.sha512(b"fallback" + seed + m.index.to_bytes(2, "big")).digest()
-            draws.append((int.from_bytes(beta[:32], "big") + 1, m.weight, m.index))
-
-        def compare(a: tuple[int, int, int], b: tuple[int, int, int]) -> int:
-            lhs, rhs = a[0] * b[1], b[0] * a[1]
-            if lhs != rhs:
-                return -1 if lhs < rhs else 1
-            return -1 if a[2] < b[2] else 1
-
-        ranking = tuple(d[2] for d in sorted(draws, key=functools.cmp_to_key(compare)))
+                beta = fallback_draw(seed, m.index)
+            draws.append((draw_value(beta), m.weight, m.index))
+        ranking = rank_by_draw(draws)
         if len(self._rankings) > 256:
             self._rankings.clear()
             self._seeds.clear()

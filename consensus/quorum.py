@@ -197,7 +197,9 @@ class ValidatorSet:
         self.verifier = verifier
         self.genesis_qc = genesis_qc(chain_id)
         self._verified_qcs: set[tuple[VoteData, tuple[int, ...], tuple[bytes, ...]]] = set()
-        self._verified_tcs: set[tuple[int, tuple[int, ...], tuple[bytes, ...]]] = set()
+        self._verified_tcs: set[tuple[int, tuple[int, ...], tuple[int, ...], tuple[bytes, ...]]] = (
+            set()
+        )
         by_key: dict[bytes, int] = {}
         for m in self.members:
             by_key[m.public_key] = m.index
@@ -276,7 +278,7 @@ class ValidatorSet:
         """A TC is valid iff its distinct known signers hold quorum weight, each signature is
         valid over ``TimeoutData(tc.view, high_qc_views[i])``, ``high_qc`` is a valid QC and
         its view is the maximum of ``high_qc_views`` (so it is the highest QC reported)."""
-        key = (tc.view, tc.signers, tc.signatures)
+        key = (tc.view, tc.signers, tc.high_qc_views, tc.signatures)
         if len(tc.signers) != len(tc.signatures) or len(tc.signers) != len(tc.high_qc_views):
             raise InvalidCertificate("TC signer, signature and view counts differ")
         if not tc.high_qc_views or max(tc.high_qc_views) != tc.high_qc.view:

@@ -72,7 +72,10 @@ class Payload:
 
     txs: tuple[SignedTx, ...]
     state_root: bytes
-    """Ledger state root after executing the parent block (execution lags one block)."""
+    """Ledger state root after executing block ``state_height``."""
+    state_height: int = 0
+    """The last height the proposer's ledger has applied (execution is pipelined: in steady
+    state the parent is certified but not yet committed, so this is usually height − 2)."""
 
 
 class Application(Protocol):
@@ -581,6 +584,7 @@ class Replica:
             justify=qc,
             proposer=self.index,
             timestamp_ms=max(self._now, tip.timestamp_ms),
+            state_height=payload.state_height,
             state_root=payload.state_root,
             txs=payload.txs,
             tickets=self._tickets_for_block(view, tip),

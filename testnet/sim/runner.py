@@ -174,10 +174,12 @@ class SimApplication:
         root = self.root_after(parent)
         if not self.honest:
             root = sha256(b"wrong" + root)
-        return Payload((self.tx,), root)
+        return Payload((self.tx,), root, height - 1)
 
     def validate_block(self, block: Block, parent: Block | None) -> bool:
-        return block.state_root == self.root_after(parent)
+        return block.state_root == self.root_after(parent) and block.state_height == (
+            block.height - 1
+        )
 
 
 # --------------------------------------------------------------------------- scenario
