@@ -1,0 +1,191 @@
+"""Sequencer election: the ranking is a pure function of the chain, VRF tickets decide it, a
+timed-out view hands leadership to the next in rank, and bad tickets are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+from lockstep.consensus.block_tree import BlockTree
+from lockstep.consensus.election import (
+    Election,
+    InvalidTicket,
+    draw_value,
+    fallback_draw,
+    rank_by_draw,
+)
+from lockstep.consensus.messages import Block, QuorumCert, VoteData, VrfTicket
+from lockstep.consensus.quorum import ValidatorSet, Verifier, genesis_block_hash, genesis_qc
+from lockstep.consensus.vrf import vrf_proof_to_hash, vrf_prove
+
+from .conftest import make_genesis, seed_of
+
+E = 4  # views per epoch in these tests
+
+
+def setup(n: int = 4):
+    g, _keys = make_genesis(n)
+    g = dataclasses.replace(g, timing=dataclasses.replace(g.timing, epoch_views=E))
+    vs = ValidatorSet.from_genesis(g, Verifier())
+    tree = BlockTree(genesis_block_hash(g.chain_id), genesis_qc(g.chain_id), 0, E)
+    return g, vs, tree, Election(vs, tree, E)
+
+
+def child(g, tree, parent_hash: bytes, view: int, tickets=(), proposer: int = 0):
+    parent = tree.get(parent_hash)
+    qc = QuorumCert(VoteData(parent.view, parent.height, parent.hash), (), ())
+    b = Block(
+        height=parent.height + 1,
+        view=view,
+        epoch=view // E,
+        parent_hash=parent.hash,
+        justify=qc,
+        proposer=proposer,
+        timestamp_ms=view,
+        state_height=0,
+        state_root=bytes(32),
+        txs=(),
+        tickets=tuple(tickets),
+    )
+    return b
+
+
+def add(g, tree, el, parent_hash, view, tickets=()):
+    b = child(g, tree, parent_hash, view, tickets)
+    h = b.block_hash(g.chain_id)
+    return tree.insert(b, h, el.verify_block_tickets(b, tree.get(parent_hash)))
+
+
+def ticket(g, el, tree, tip, validator: int, epoch: int) -> VrfTicket:
+    proof = vrf_prove(seed_of(f"vrf-{validator}"), el.alpha(epoch, tip))
+    return VrfTicket(epoch, validator, proof)
+
+
+def test_rank_by_draw_is_exact_integer_weighted_order() -> None:
+    # draw/weight: 10/1 = 10, 30/5 = 6, 12/2 = 6 (tie → lower index), 7/1 = 7
+    assert rank_by_draw([(10, 1, 0), (30, 5, 1), (12, 2, 2), (7, 1, 3)]) == (1, 2, 3, 0)
+
+
+def test_heavier_validators_lead_more_often() -> None:
+    rng = random.Random(1)
+    wins = [0, 0]
+    for _ in range(4000):
+        draws = [(draw_value(rng.randbytes(64)), w, i) for i, w in enumerate((1, 3))]
+        wins[rank_by_draw(draws)[0]] += 1
+    assert wins[1] > 2 * wins[0]
+
+
+def test_ranking_is_a_permutation_and_the_same_on_every_replica() -> None:
+    g, _, tree_a, el_a = setup(7)
+    _, _, tree_b, el_b = setup(7)
+    ha = hb = genesis_block_hash(g.chain_id)
+    for view in range(1, 20):
+        ha = add(g, tree_a, el_a, ha, view).hash
+        hb = add(g, tree_b, el_b, hb, view).hash
+    assert ha == hb
+    for epoch in range(6):
+        ra = el_a.ranking(epoch, tree_a.get(ha))
+        assert sorted(ra) == list(range(7))
+        assert ra == el_b.ranking(epoch, tree_b.get(hb))
+
+
+def test_fallback_ranking_without_tickets_follows_the_seed() -> None:
+    _g, _vs, tree, el = setup(4)
+    gen = tree.genesis
+    seed = el.seed(0, gen)
+    expected = rank_by_draw([(draw_value(fallback_draw(seed, i)), 1, i) for i in range(4)])
+    assert el.ranking(0, gen) == expected
+    assert el.seed(0, gen) != el.seed(1, gen)
+
+
+def test_leader_rotates_one_rank_per_timed_out_view() -> None:
+    g, _, tree, el = setup(4)
+    gen = tree.genesis
+    r = el.ranking(0, gen)
+    b1 = add(g, tree, el, gen.hash, 1)
+    b2 = add(g, tree, el, b1.hash, 2)
+    assert el.leader(1, gen) == r[0]  # no gap before view 1
+    assert el.leader(3, b2) == r[0]  # healthy: the sequencer keeps leading
+    assert el.leader(4 - 1, b1) == r[1]  # view 2 timed out on b1's chain
+    # Next epoch: the count restarts at the epoch's first view.
+    r1 = el.ranking(1, b2)
+    assert el.leader(4, b2) == r1[0]
+    assert el.leader(6, b2) == r1[2]  # views 4 and 5 timed out
+
+
+def test_tickets_on_chain_decide_the_ranking() -> None:
+    g, _vs, tree, el = setup(4)
+    gen = tree.genesis
+    # Epoch 0 blocks carry tickets for epoch 2 (TICKET_LEAD_EPOCHS = 2).
+    b1 = add(g, tree, el, gen.hash, 1)
+    tickets = [ticket(g, el, tree, b1, i, 2) for i in range(4)]
+    b2 = add(g, tree, el, b1.hash, 2, tickets)
+    assert set(b2.tickets) == {0, 1, 2, 3}
+    tip = b2
+    for view in range(3, 9):
+        tip = add(g, tree, el, tip.hash, view)
+    betas = {i: vrf_proof_to_hash(t.proof) for i, t in enumerate(tickets)}
+    expected = rank_by_draw([(draw_value(betas[i]), 1, i) for i in range(4)])
+    assert el.ranking(2, tip) == expected
+    # Blocks of epoch 1 and 2 do not change epoch 2's ranking once the window is closed.
+    assert el.ranking(2, tree.get(tip.parent)) == expected
+
+
+def test_one_withheld_ticket_falls_back_for_that_validator_only() -> None:
+    g, _vs, tree, el = setup(4)
+    gen = tree.genesis
+    b1 = add(g, tree, el, gen.hash, 1)
+    tickets = [ticket(g, el, tree, b1, i, 2) for i in (0, 1, 3)]
+    b2 = add(g, tree, el, b1.hash, 2, tickets)
+    seed = el.seed(2, b2)
+    draws = {
+        i: draw_value(vrf_proof_to_hash(t.proof)) for i, t in zip((0, 1, 3), tickets, strict=True)
+    }
+    draws[2] = draw_value(fallback_draw(seed, 2))
+    expected = rank_by_draw([(draws[i], 1, i) for i in range(4)])
+    assert el.ranking(2, add(g, tree, el, b2.hash, 5)) == expected
+
+
+@pytest.mark.parametrize("defect", ["epoch", "validator", "proof", "duplicate", "other_key"])
+def test_bad_tickets_are_refused(defect: str) -> None:
+    g, _vs, tree, el = setup(4)
+    gen = tree.genesis
+    b1 = add(g, tree, el, gen.hash, 1)
+    good = ticket(g, el, tree, b1, 1, 2)
+    if defect == "epoch":
+        bad = [ticket(g, el, tree, b1, 1, 3)]
+    elif defect == "validator":
+        bad = [dataclasses.replace(good, validator=3)]  # 3's key does not verify 1's proof
+    elif defect == "proof":
+        bad = [dataclasses.replace(good, proof=good.proof[:-1] + bytes([good.proof[-1] ^ 1]))]
+    elif defect == "duplicate":
+        bad = [good, good]
+    else:
+        bad = [VrfTicket(2, 1, vrf_prove(seed_of("vrf-2"), el.alpha(2, b1)))]
+    b = child(g, tree, b1.hash, 2, bad)
+    with pytest.raises(InvalidTicket):
+        el.verify_block_tickets(b, b1)
+    assert b.block_hash(g.chain_id) not in tree
+
+
+def test_ticket_for_another_seed_does_not_verify() -> None:
+    """A validator cannot choose its output: a proof for any other input fails."""
+    g, _vs, tree, el = setup(4)
+    gen = tree.genesis
+    b1 = add(g, tree, el, gen.hash, 1)
+    wrong_alpha = el.alpha(3, b1)  # epoch 3's input, presented as epoch 2's ticket
+    t = VrfTicket(2, 0, vrf_prove(seed_of("vrf-0"), wrong_alpha))
+    assert not el.valid_ticket(t, b1)
+    assert el.valid_ticket(ticket(g, el, tree, b1, 0, 2), b1)
+
+
+def test_seed_depends_only_on_blocks_before_the_ticket_window() -> None:
+    g, _vs, tree, el = setup(4)
+    gen = tree.genesis
+    tip = gen
+    for view in range(1, 4 * E):
+        tip = add(g, tree, el, tip.hash, view)
+    # seed_5 uses epoch-4 tickets, which ride in epoch-2 blocks: fixed once epoch 3 starts.
+    at_start_of_3 = next(n for n in tree.walk_down(tip, 0) if n.view == 3 * E)
+    assert el.seed(5, tip) == el.seed(5, at_start_of_3)
