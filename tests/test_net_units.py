@@ -212,3 +212,25 @@ def test_tie_break_is_agreed_by_both_ends() -> None:
 def test_peer_set_roundtrip() -> None:
     keys = tuple(sorted(Signer(seed_of(f"k{i}")).public_key for i in range(5)))
     assert PeerSet.__name__ and PeerSet(keys).encode()
+
+
+def test_net_imports_only_consensus_types_and_its_libraries() -> None:
+    """ARCHITECTURE.md: ``net/`` may import ``lockstep.consensus`` and nothing else of ours."""
+    import ast
+    import pathlib
+    import sys
+
+    allowed = {"trio", "noise", "nacl", "cbor2", "structlog", "lockstep"}
+    for path in sorted((pathlib.Path(__file__).parent.parent / "net").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                root = name.split(".")[0]
+                assert root in allowed or root in sys.stdlib_module_names, (path.name, name)
+                if root == "lockstep":
+                    assert name.startswith("lockstep.consensus"), (path.name, name)
