@@ -3,8 +3,10 @@
 Theory of operation: validators are named by their *index* in the genesis validator list (a
 uint16), which keeps certificates small. A block names its parent by hash and carries the
 quorum certificate (QC) that justifies the parent, the transactions it orders, the VRF tickets
-its proposer has seen, and the ledger state root *after executing its parent* (execution lags one
-block, as CometBFT's app hash does, so a divergent node is detected at the next block).
+its proposer has seen, and a ledger state root with the height it belongs to (``state_height``,
+the last block the proposer had applied: execution is pipelined, so in steady state the root
+lags the block by two, and a divergent node is detected within a few blocks, as CometBFT's app
+hash detects it at the next one).
 
 What is signed (each under its own domain, see ``crypto``):
   * a vote signs ``VoteData(view, height, block_hash)``; a QC is 2f+1 (by weight) such
@@ -195,8 +197,11 @@ class Block(_Checked):
     proposer: int = field(U16)
     timestamp_ms: int = field(U64)
     """Proposer's clock, bounded by the validators' rule; the only time the ledger ever sees."""
+    state_height: int = field(U64)
+    """The height whose ledger state ``state_root`` commits to (0: genesis, nothing applied)."""
     state_root: bytes = field(Hash)
-    """Ledger state root after executing the parent block."""
+    """Ledger state root after executing block ``state_height``: the last block the proposer
+    had applied. Pipelined execution makes this lag the block by two in steady state."""
     txs: tuple[SignedTx, ...] = field(ListOf(OneOf(SignedTx), limits.MAX_BLOCK_TXS))
     tickets: tuple[VrfTicket, ...] = field(ListOf(OneOf(VrfTicket), limits.MAX_BLOCK_TICKETS))
 
@@ -207,6 +212,8 @@ class Block(_Checked):
             raise OutOfRange(f"Block: height {self.height} ≠ parent height {self.justify.height}+1")
         if self.justify.view >= self.view:
             raise OutOfRange(f"Block: justify view {self.justify.view} ≥ view {self.view}")
+        if self.state_height >= self.height:
+            raise OutOfRange(f"Block: state height {self.state_height} ≥ height {self.height}")
 
     def block_hash(self, chain_id: bytes) -> bytes:
         return hash_object(DOMAIN_BLOCK, chain_id, self)

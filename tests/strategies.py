@@ -114,6 +114,7 @@ def blocks(draw: st.DrawFn) -> Block:
         justify=justify,
         proposer=draw(st.integers(0, 2**16 - 1)),
         timestamp_ms=draw(st.integers(0, 2**64 - 1)),
+        state_height=draw(st.integers(0, justify.height)),
         state_root=draw(st.binary(min_size=32, max_size=32)),
         txs=txs,
         tickets=tickets,

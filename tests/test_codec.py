@@ -254,7 +254,7 @@ def test_block_must_extend_its_justify() -> None:
     qc = messages.QuorumCert(messages.VoteData(1, 1, b"\x01" * 32), (0,), (b"\x00" * 64,))
     kwargs: dict[str, Any] = dict(
         height=2, view=2, epoch=0, parent_hash=b"\x01" * 32, justify=qc, proposer=0,
-        timestamp_ms=0, state_root=b"\x00" * 32, txs=(), tickets=(),
+        timestamp_ms=0, state_height=0, state_root=b"\x00" * 32, txs=(), tickets=(),
     )  # fmt: skip
     messages.Block(**kwargs)
     with pytest.raises(OutOfRange, match="parent"):
