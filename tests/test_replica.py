@@ -1,0 +1,331 @@
+"""The replica state machine driven by hand: happy path, effect order, refusals that change
+nothing, the application hook, restart, timeouts and sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from typing import Any
+
+from lockstep.consensus.crypto import DOMAIN_PROPOSAL
+from lockstep.consensus.effects import Broadcast, Commit, PersistSafety, Send, SetTimer
+from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
+from lockstep.consensus.messages import Block, Proposal, QuorumCert, Timeout, Vote, VoteData
+from lockstep.consensus.replica import EmptyApplication, Replica
+from lockstep.consensus.sync import BlockRequest, BlockResponse, SyncInfo
+
+from .conftest import make_genesis, seed_of
+
+DELAY_MS = 1
+
+
+class Cluster:
+    """Replicas over a 1 ms FIFO network with a discrete clock; ``cut`` drops messages."""
+
+    def __init__(self, n: int = 4, apps: dict[int, Any] | None = None) -> None:
+        self.genesis, self.keys = make_genesis(n)
+        self.n = n
+        self.apps = apps or {}
+        self.replicas = [self._make(i) for i in range(n)]
+        self.queue: list[tuple[int, int, int, Any]] = []
+        self.seq = 0
+        self.now = 0
+        self.timers: dict[tuple[int, TimerKind], tuple[int, int]] = {}
+        self.log: dict[int, list[list[Any]]] = {i: [] for i in range(n)}
+        self.commits: dict[int, list[bytes]] = {i: [] for i in range(n)}
+        self.safety: dict[int, Any] = {}
+        self.cut: set[int] = set()
+        self.drop = lambda src, dst, msg: False
+
+    def _make(self, i: int) -> Replica:
+        app = self.apps.get(i, EmptyApplication())
+        return Replica(self.genesis, i, self.keys[i], seed_of(f"vrf-{i}"), app)
+
+    def start(self) -> None:
+        for i, r in enumerate(self.replicas):
+            self.perform(i, r.handle(Start(self.now)))
+
+    def restart(self, i: int) -> None:
+        committed = tuple(self.committed_blocks[i]) if hasattr(self, "committed_blocks") else ()
+        self.replicas[i] = self._make(i)
+        self.perform(i, self.replicas[i].handle(Start(self.now, self.safety.get(i), committed)))
+
+    def push(self, at: int, i: int, item: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, (at, self.seq, i, item))
+
+    def perform(self, i: int, effects: list[Any]) -> None:
+        self.log[i].append(effects)
+        for e in effects:
+            if isinstance(e, Send):
+                self.send(i, e.to, e.message)
+            elif isinstance(e, Broadcast):
+                for j in range(self.n):
+                    if j != i:
+                        self.send(i, j, e.message)
+            elif isinstance(e, SetTimer):
+                self.timers[(i, e.kind)] = (e.view, e.at_ms)
+                self.push(e.at_ms, i, ("timer", e))
+            elif isinstance(e, PersistSafety):
+                self.safety[i] = e.state
+            elif isinstance(e, Commit):
+                self.commits[i].append(e.committed.qc.block_hash)
+
+    def send(self, src: int, dst: int, msg: Any) -> None:
+        if src in self.cut or dst in self.cut or self.drop(src, dst, msg):
+            return
+        self.push(self.now + DELAY_MS, dst, ("msg", src, msg))
+
+    def run_until(self, done, max_ms: int = 60_000) -> None:
+        while self.queue and not done():
+            at, _, i, item = heapq.heappop(self.queue)
+            assert at <= max_ms, "did not converge"
+            self.now = at
+            r = self.replicas[i]
+            if item[0] == "timer":
+                e = item[1]
+                if self.timers.get((i, e.kind)) != (e.view, e.at_ms):
+                    continue
+                self.perform(i, r.handle(TimerFired(e.kind, e.view, at)))
+            else:
+                if i in self.cut:
+                    continue
+                self.perform(i, r.handle(MessageReceived(item[1], item[2], at)))
+
+    def heights(self) -> list[int]:
+        return [r.committed_height for r in self.replicas]
+
+
+def snapshot(r: Replica) -> tuple:
+    return (
+        r.status(),
+        r.safety.state,
+        r.pacemaker.high_qc,
+        r.pacemaker.high_tc,
+        len(r.tree.nodes),
+        dict(r.votes),
+    )
+
+
+def test_happy_path_all_commit_the_same_chain() -> None:
+    c = Cluster(4)
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 6)
+    chains = [c.commits[i][:6] for i in range(4)]
+    assert all(ch == chains[0] for ch in chains) and len(set(chains[0])) == 6
+    assert all(r.rejected == {} for r in c.replicas)
+
+
+def test_every_vote_leaves_after_its_persist() -> None:
+    c = Cluster(4)
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 3)
+    seen_votes = 0
+    for i in range(4):
+        for effects in c.log[i]:
+            persisted: list[Vote] = []
+            for e in effects:
+                if isinstance(e, PersistSafety) and e.state.last_vote is not None:
+                    persisted.append(e.state.last_vote)
+                if isinstance(e, Send) and isinstance(e.message, Vote):
+                    assert e.message in persisted, "vote sent before its state was persisted"
+                    seen_votes += 1
+    assert seen_votes >= 6
+
+
+def test_votes_go_to_the_next_leader_only() -> None:
+    c = Cluster(4)
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 2)
+    for i in range(4):
+        for effects in c.log[i]:
+            assert not any(
+                isinstance(e, Broadcast) and isinstance(e.message, Vote) for e in effects
+            )
+
+
+def _first_proposal(c: Cluster) -> Proposal:
+    for i in range(c.n):
+        for effects in c.log[i]:
+            for e in effects:
+                if isinstance(e, Broadcast) and isinstance(e.message, Proposal):
+                    return e.message
+    raise AssertionError("no proposal")
+
+
+def _proposal_cluster() -> tuple[Cluster, Proposal, int]:
+    """A cluster whose view-1 proposal was made but delivered to nobody."""
+    c = Cluster(4)
+    c.drop = lambda src, dst, msg: isinstance(msg, Proposal)
+    c.start()
+    c.run_until(lambda: any(isinstance(m, Proposal) for m in _broadcasts(c)), max_ms=5_000)
+    p = _first_proposal(c)
+    target = next(i for i in range(4) if i != p.block.proposer)
+    return c, p, target
+
+
+def _broadcasts(c: Cluster):
+    for i in range(c.n):
+        for effects in c.log[i]:
+            for e in effects:
+                if isinstance(e, Broadcast):
+                    yield e.message
+
+
+def test_bad_signature_proposal_is_dropped_and_changes_nothing() -> None:
+    c, p, target = _proposal_cluster()
+    r = c.replicas[target]
+    before = snapshot(r)
+    bad = dataclasses.replace(p, signature=bytes(64))
+    effects = r.handle(MessageReceived(p.block.proposer, bad, c.now))
+    assert effects == [] and r.rejected["BadSignature"] == 1
+    assert snapshot(r) == before
+    # The genuine one gets a vote.
+    effects = r.handle(MessageReceived(p.block.proposer, p, c.now))
+    assert [type(e) for e in effects][:2] == [PersistSafety, Send]
+
+
+def test_proposal_from_a_validator_that_is_not_the_leader_gets_no_vote() -> None:
+    c, p, target = _proposal_cluster()
+    r = c.replicas[target]
+    impostor = next(i for i in range(4) if i not in (p.block.proposer, target))
+    b = dataclasses.replace(p.block, proposer=impostor)
+    sig = c.keys[impostor].sign(DOMAIN_PROPOSAL, c.genesis.chain_id, b.encode())
+    before = snapshot(r)
+    effects = r.handle(MessageReceived(impostor, Proposal(b, None, sig), c.now))
+    assert effects == []
+    assert r.rejected["proposer is not the leader of this view"] == 1
+    assert snapshot(r) == before
+
+
+def test_forged_certificates_are_refused() -> None:
+    c, _p, target = _proposal_cluster()
+    r = c.replicas[target]
+    before = snapshot(r)
+    fake = QuorumCert(VoteData(50, 3, b"\x09" * 32), (0, 1, 2), (bytes(64),) * 3)
+    assert r.handle(MessageReceived(0, SyncInfo(fake, None), c.now)) == []
+    two = QuorumCert(VoteData(50, 3, b"\x09" * 32), (0, 1), (bytes(64),) * 2)
+    assert r.handle(MessageReceived(0, SyncInfo(two, None), c.now)) == []
+    assert r.rejected["BadSignature"] == 1 and r.rejected["InsufficientWeight"] == 1
+    assert snapshot(r) == before
+
+
+class Rejecting(EmptyApplication):
+    def validate_block(self, block: Block, parent: Block | None) -> bool:
+        return False
+
+
+def test_application_rejection_means_no_vote_and_an_immediate_timeout() -> None:
+    c = Cluster(4, apps={i: Rejecting() for i in range(4)})
+    c.drop = lambda src, dst, msg: isinstance(msg, Proposal)
+    c.start()
+    c.run_until(lambda: any(isinstance(m, Proposal) for m in _broadcasts(c)), max_ms=5_000)
+    p = _first_proposal(c)
+    target = next(i for i in range(4) if i != p.block.proposer)
+    r = c.replicas[target]
+    effects = r.handle(MessageReceived(p.block.proposer, p, c.now))
+    assert [type(e) for e in effects] == [PersistSafety, Broadcast]
+    assert isinstance(effects[1].message, Timeout) and effects[1].message.view == p.block.view
+    assert r.rejected["application rejected the block"] == 1
+    assert r.safety.state.last_vote is None
+
+
+def test_no_second_vote_in_a_view_after_restart() -> None:
+    c, p, target = _proposal_cluster()
+    r = c.replicas[target]
+    effects = r.handle(MessageReceived(p.block.proposer, p, c.now))
+    vote = next(e.message for e in effects if isinstance(e, Send))
+    c.safety[target] = next(e.state for e in effects if isinstance(e, PersistSafety))
+    c.restart(target)
+    r2 = c.replicas[target]
+    # The leader equivocates: another block for the same view.
+    leader = p.block.proposer
+    b2 = dataclasses.replace(p.block, timestamp_ms=p.block.timestamp_ms + 1)
+    p2 = Proposal(b2, None, c.keys[leader].sign(DOMAIN_PROPOSAL, c.genesis.chain_id, b2.encode()))
+    effects = r2.handle(MessageReceived(leader, p2, c.now))
+    assert not any(isinstance(e, Send) and isinstance(e.message, Vote) for e in effects)
+    assert r2.rejected["NotSafeToVote"] == 1
+    # The original block again: the same vote is re-sent, not a new one signed.
+    effects = r2.handle(MessageReceived(leader, p, c.now))
+    assert [e.message for e in effects if isinstance(e, Send)] == [vote]
+
+
+def test_a_silent_leader_is_replaced_through_a_timeout_certificate() -> None:
+    c = Cluster(4)
+    c.drop = lambda src, dst, msg: isinstance(msg, Proposal) and msg.block.view == 1
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 2)
+    r = c.replicas[0]
+    assert r.pacemaker.high_tc is not None and r.pacemaker.high_tc.view == 1
+    for i in range(4):
+        timeouts = [
+            e
+            for effects in c.log[i]
+            for e in effects
+            if isinstance(e, Broadcast) and isinstance(e.message, Timeout)
+        ]
+        assert timeouts, f"replica {i} never timed out"
+    assert len({tuple(c.commits[i][:2]) for i in range(4)}) == 1
+
+
+def test_a_replica_that_missed_blocks_syncs_and_commits_the_same_chain() -> None:
+    c = Cluster(4)
+    c.start()
+    c.cut = {3}
+    c.run_until(lambda: min(c.heights()[:3]) >= 8)
+    assert c.replicas[3].committed_height == 0
+    c.cut = set()
+    requests = []
+    orig = c.send
+
+    def spy(src, dst, msg):
+        if isinstance(msg, BlockRequest | BlockResponse):
+            requests.append((src, dst, type(msg).__name__))
+        orig(src, dst, msg)
+
+    c.send = spy
+    c.run_until(lambda: c.replicas[3].committed_height >= 10)
+    assert any(src == 3 and kind == "BlockRequest" for src, _, kind in requests)
+    assert c.commits[3][:8] == c.commits[0][:8]
+
+
+def test_restart_from_stored_commits_resumes_without_recommitting() -> None:
+    c = Cluster(4)
+    stored: dict[int, list] = {i: [] for i in range(4)}
+    real = c.perform
+
+    def keep(i, effects):
+        stored[i].extend(e.committed for e in effects if isinstance(e, Commit))
+        real(i, effects)
+
+    c.perform = keep
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 5)
+    h = c.replicas[2].committed_height
+    c.committed_blocks = stored
+    before = len(c.commits[2])
+    c.restart(2)
+    assert c.replicas[2].committed_height == h and len(c.commits[2]) == before
+    c.run_until(lambda: c.replicas[2].committed_height >= h + 3)
+    assert c.commits[2] == c.commits[0][: len(c.commits[2])]
+
+
+def test_stale_timeout_gets_the_current_certificates_back() -> None:
+    c = Cluster(4)
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 3)
+    r = c.replicas[0]
+    t = Timeout(1, c.replicas[1].vset.genesis_qc, 1, bytes(64))
+    effects = r.handle(MessageReceived(1, t, c.now))
+    assert len(effects) == 1 and isinstance(effects[0], Send)
+    assert isinstance(effects[0].message, SyncInfo) and effects[0].to == 1
+
+
+def test_events_before_start_are_ignored() -> None:
+    g, keys = make_genesis(4)
+    r = Replica(g, 0, keys[0], seed_of("vrf-0"), EmptyApplication())
+    assert r.handle(TimerFired(TimerKind.VIEW, 1, 0)) == []
+    effects = r.handle(Start(0))
+    assert any(
+        isinstance(e, SetTimer) and e.kind is TimerKind.VIEW and e.view == 1 for e in effects
+    )
