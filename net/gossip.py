@@ -132,6 +132,8 @@ class BatchResult:
     ignored: int = 0
     duplicates: int = 0
     flooded: int = 0
+    validator_errors: list[str] = field(default_factory=list)
+    """The validator raised instead of answering (a node bug): treated as IGNORE."""
     disconnect: str | None = None
     """Set to a reason code when the peer's score fell below the threshold."""
 
@@ -213,7 +215,11 @@ class GossipRouter:
                     res.disconnect = "low_score"
                     return res
                 continue
-            verdict = validate(peer, kind, body)
+            try:
+                verdict = validate(peer, kind, body)
+            except Exception as e:  # the node's bug must not let a peer crash the host
+                verdict = Verdict.IGNORE
+                res.validator_errors.append(repr(e))
             if verdict == Verdict.ACCEPT:
                 seen_add(mid, Verdict.ACCEPT, now)
                 score.first += 1.0

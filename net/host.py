@@ -456,6 +456,14 @@ class Host:
             if res.rejected:
                 log.info("gossip_rejected", node=self.short, peer=conn.short, count=res.rejected)
         stats["duplicates"] += res.duplicates
+        if res.validator_errors:
+            log.error(
+                "validator_failed",
+                node=self.short,
+                peer=conn.short,
+                count=len(res.validator_errors),
+                error=res.validator_errors[0],
+            )
         accepted = res.accepted
         if accepted:
             sender = conn.key

@@ -236,6 +236,8 @@ class PeerConnection:
                     taken += n
                     budget -= n
                 qb[prio] -= taken
+            if not parts:
+                continue
             data = seal(parts[0] if len(parts) == 1 else b"".join(parts))
             with trio.move_on_after(timeout) as cs:
                 await send_all(data)

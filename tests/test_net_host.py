@@ -323,3 +323,26 @@ async def test_full_mesh_relays_no_orders() -> None:
         assert [h.stats["forwarded"] for h in hosts] == [0, 0, 0, 0]
         assert [h.stats["duplicates"] for h in hosts] == [0, 0, 0, 0]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_failing_validator_does_not_crash_the_host() -> None:
+    def broken(peer: bytes, kind: int, body: bytes) -> Verdict:
+        if body == b"boom":
+            raise KeyError("node bug")
+        return Verdict.ACCEPT
+
+    g, s = net_genesis(2)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            a = await start_host(nursery, g, s[0], validator=broken)
+            b = await start_host(nursery, g, s[1], seed=1)
+            link_all([a, b])
+            await wait_mesh([a, b])
+            got: list = []
+            nursery.start_soon(collect, a, got)
+            b.broadcast(Kind.TX, b"boom")
+            b.broadcast(Kind.TX, b"fine")
+            await wait_for(lambda: [m.payload for m in got] == [b"fine"])
+            assert events(logs, "validator_failed")
+            assert a.is_connected(b.key) and a.stats["ignored"] == 1
+            nursery.cancel_scope.cancel()
