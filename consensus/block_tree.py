@@ -17,11 +17,16 @@ stops loudly). Blocks that do not descend from the committed block are pruned.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 
 from .messages import Block, QuorumCert
 
-__all__ = ["BlockTree", "ConflictingCommit", "TreeNode"]
+__all__ = ["RETAIN_COMMITTED_BLOCKS", "BlockTree", "ConflictingCommit", "TreeNode"]
+
+RETAIN_COMMITTED_BLOCKS = 4_096
+"""Committed blocks kept in memory to serve sync and elect leaders (at least four epochs are
+always kept, whatever this says); older ones live in the node's block store."""
 
 
 class ConflictingCommit(AssertionError):
@@ -64,6 +69,10 @@ class BlockTree:
         self.committed = root
         self.children: dict[bytes, list[bytes]] = {}
         self.uncommitted: set[bytes] = set()
+        self.retain = max(RETAIN_COMMITTED_BLOCKS, 4 * epoch_views)
+        self._committed_order: collections.deque[bytes] = collections.deque()
+        self.history_starts_at: TreeNode = root
+        """The oldest block whose ancestors are known (genesis unless restarted mid-chain)."""
 
     def epoch(self, view: int) -> int:
         return view // self.epoch_views
@@ -107,6 +116,30 @@ class BlockTree:
             parent.qc = block.justify
         return node
 
+    def add_root(
+        self, block: Block, block_hash: bytes, tickets: dict[int, tuple[int, bytes]]
+    ) -> TreeNode:
+        """Start the known chain at a committed block whose ancestors we do not hold (a node
+        restarted with only its recent history). Walks below it raise ``MissingHistory``."""
+        assert self.committed is self.genesis and len(self.nodes) == 1
+        node = TreeNode(
+            block_hash,
+            block,
+            block.height,
+            block.view,
+            block.parent_hash,
+            block.timestamp_ms,
+            0,
+            None,
+            tickets,
+        )
+        self.nodes[block_hash] = node
+        self.uncommitted.add(block_hash)
+        self.genesis.committed = True
+        self.committed = self.genesis
+        self.history_starts_at = node
+        return node
+
     def certify(self, qc: QuorumCert) -> TreeNode | None:
         node = self.nodes.get(qc.block_hash)
         if node is not None and node.qc is None:
@@ -148,12 +181,19 @@ class BlockTree:
         while cur is not None and not cur.committed:
             chain.append(cur)
             cur = self.nodes.get(cur.parent) if cur.parent is not None else None
+        if cur is None and chain and chain[-1] is self.history_starts_at:
+            cur = self.committed  # the first block of a history that starts mid-chain
         if cur is not self.committed:
             raise ConflictingCommit(node.height, node.hash, self.committed.height)
         chain.reverse()
         for n in chain:
             n.committed = True
             self.uncommitted.discard(n.hash)
+            self._committed_order.append(n.hash)
+        while len(self._committed_order) > self.retain:
+            old = self.nodes.pop(self._committed_order.popleft())
+            self.children.pop(old.hash, None)
+            self.history_starts_at = self.nodes[self._committed_order[0]]
         self.committed = node
         self._prune()
         return chain

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator
 
 import cbor2
 
@@ -101,13 +102,25 @@ class Election:
             raise MissingHistory(f"no ancestor of {tip.hash.hex()[:16]} below view {view_bound}")
         return anchor
 
+    def _walk(self, node: TreeNode, min_view: int) -> Iterator[TreeNode]:
+        """``node`` and its ancestors with view ``≥ min_view``; raises if the chain is cut."""
+        cur = node
+        while cur.view >= min_view:
+            yield cur
+            if cur.parent is None:
+                return
+            nxt = self.tree.get(cur.parent)
+            if nxt is None:
+                raise MissingHistory(f"chain below height {cur.height} is not held")
+            cur = nxt
+
     def _tickets_in_window(self, anchor: TreeNode, epoch: int) -> dict[int, bytes]:
         """VRF outputs of tickets for ``epoch`` in blocks of epoch ``epoch − 2`` below anchor."""
         window = epoch - TICKET_LEAD_EPOCHS
         if window < 0:
             return {}
         found: dict[int, bytes] = {}
-        for node in self.tree.walk_down(anchor, self.start(window)):
+        for node in self._walk(anchor, self.start(window)):
             for validator, (t_epoch, beta) in node.tickets.items():
                 if t_epoch == epoch:
                     found[validator] = beta
@@ -197,7 +210,7 @@ class Election:
         if window < 0:
             return set()
         have: set[int] = set()
-        for node in self.tree.walk_down(parent, self.start(window)):
+        for node in self._walk(parent, self.start(window)):
             have.update(v for v, (e, _) in node.tickets.items() if e == target)
         return have
 

@@ -55,7 +55,7 @@ from .sync import (
     Fetcher,
     SyncInfo,
 )
-from .vrf import vrf_prove
+from .vrf import vrf_proof_to_hash, vrf_prove
 
 __all__ = ["Application", "Payload", "Replica", "ReplicaHalted"]
 
@@ -212,13 +212,18 @@ class Replica:
         for cb in ev.committed:
             block = cb.block
             h = self._hash(block)
-            if h != cb.qc.block_hash or block.parent_hash not in self.tree:
+            if h != cb.qc.block_hash:
+                raise ReplicaHalted(f"stored block at height {block.height} does not match its QC")
+            # Our own storage: its tickets were verified when the block was first accepted.
+            tickets = {t.validator: (t.epoch, vrf_proof_to_hash(t.proof)) for t in block.tickets}
+            if block.parent_hash in self.tree:
+                node = self.tree.insert(block, h, tickets)
+            elif self.tree.committed is self.tree.genesis:
+                node = self.tree.add_root(block, h, tickets)  # history given from mid-chain
+            else:
                 raise ReplicaHalted(
-                    f"stored committed block at height {block.height} is "
-                    "not the child of the previous one"
+                    f"stored block at height {block.height} is not the child of the one before it"
                 )
-            parent = self.tree.nodes[block.parent_hash]
-            node = self.tree.insert(block, h, self.election.verify_block_tickets(block, parent))
             node.qc = cb.qc
             self.tree.commit_through(node)
             self.pacemaker.observe_qc(cb.qc)
@@ -251,7 +256,7 @@ class Replica:
                 self._on_ticket(msg)
             else:
                 self.rejected["unknown message"] += 1
-        except (CertificateError, InvalidTicket, CodecError) as e:
+        except (CertificateError, InvalidTicket, CodecError, MissingHistory) as e:
             self.rejected[type(e).__name__] += 1
 
     # -- certificates ----------------------------------------------------------------------
@@ -322,7 +327,10 @@ class Replica:
         self._local_timeout()
         self._out.append(SetTimer(TimerKind.VIEW, view, self._now + self.pacemaker.timeout_ms()))
         for h in self.fetcher.retries_due(self._now):
-            self._fetch(h, self.fetcher.peer_for(h))
+            if h in self.tree:
+                self.fetcher.done(h)
+            else:
+                self._fetch(h, self.fetcher.peer_for(h))
 
     def _local_timeout(self) -> None:
         """Give up on the current view: sign (or re-send) a timeout and broadcast it."""
@@ -587,7 +595,7 @@ class Replica:
             state_height=payload.state_height,
             state_root=payload.state_root,
             txs=payload.txs,
-            tickets=self._tickets_for_block(view, tip),
+            tickets=self._tickets_or_none(view, tip),
         )
         signature = self._signer.sign(DOMAIN_PROPOSAL, self.chain_id, block.encode())
         proposal = Proposal(block, tc, signature)
@@ -598,6 +606,12 @@ class Replica:
         self._consider_proposal(proposal)
 
     # -- tickets ---------------------------------------------------------------------------
+
+    def _tickets_or_none(self, view: int, tip: TreeNode) -> tuple[VrfTicket, ...]:
+        try:
+            return self._tickets_for_block(view, tip)
+        except MissingHistory:
+            return ()
 
     def _tickets_for_block(self, view: int, tip: TreeNode) -> tuple[VrfTicket, ...]:
         target = view // self.timing.epoch_views + 2

@@ -48,6 +48,10 @@ SYNC_RETRY_MS = 500
 MAX_INFLIGHT_FETCHES = 64
 """Outstanding block fetches per replica; more wait for one to finish."""
 
+MAX_FETCH_ATTEMPTS = 16
+"""A block nobody serves after this many tries is forgotten (it was on an abandoned fork);
+it is asked for again if a certificate names it again."""
+
 
 class _Checked(Struct):
     __slots__ = ()
@@ -129,6 +133,9 @@ class Fetcher:
             if now_ms - sent < SYNC_RETRY_MS:
                 return None
             attempt += 1
+            if attempt >= MAX_FETCH_ATTEMPTS:
+                del self.pending[block_hash]
+                return None
         else:
             if len(self.pending) >= MAX_INFLIGHT_FETCHES:
                 return None

@@ -329,3 +329,25 @@ def test_events_before_start_are_ignored() -> None:
     assert any(
         isinstance(e, SetTimer) and e.kind is TimerKind.VIEW and e.view == 1 for e in effects
     )
+
+
+def test_restart_with_only_recent_history() -> None:
+    """The node hands back only its last few epochs of blocks; the replica starts from there."""
+    c = Cluster(4)
+    stored: dict[int, list] = {i: [] for i in range(4)}
+    real = c.perform
+
+    def keep(i, effects):
+        stored[i].extend(e.committed for e in effects if isinstance(e, Commit))
+        real(i, effects)
+
+    c.perform = keep
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 8)
+    c.committed_blocks = {i: stored[i][-3:] for i in range(4)}
+    h = c.replicas[1].committed_height
+    c.restart(1)
+    r = c.replicas[1]
+    assert r.committed_height == h and r.tree.history_starts_at.height == h - 2
+    c.run_until(lambda: c.replicas[1].committed_height >= h + 3)
+    assert c.commits[1] == c.commits[0][: len(c.commits[1])]

@@ -420,7 +420,9 @@ class Simulation:
         inst.replica = self._new_replica(inst)
         inst.incarnation += 1
         inst.timers.clear()
-        start = Start(self.now, inst.safety, tuple(inst.committed))
+        # Like the node: hand back only the recent history (three epochs' worth of blocks).
+        recent = inst.committed[-3 * self.sc.timing.epoch_views :]
+        start = Start(self.now, inst.safety, tuple(recent))
         self._perform(inst, inst.replica.handle(start))
 
     # -- effects ---------------------------------------------------------------------------
