@@ -66,7 +66,7 @@ from .ledger import (
     u64_from_sql,
     u64_to_sql,
 )
-from .margin import initial_requirement, maintenance_requirement, open_loss
+from .margin import Spec, initial_requirement, maintenance_requirement, open_loss
 from .matching import match, would_cross
 from .mempool_rules import (
     FEE_ACCOUNT,
@@ -227,6 +227,7 @@ class Exchange:
         self.chain_id = genesis.chain_id
         self.store = store
         self.markets, self.validators = genesis_tables(genesis)
+        self.specs = {mid: Spec(m) for mid, m in self.markets.items()}
         self.weights = {v.public_key: v.weight for v in genesis.validators}
         self.total_weight = genesis.total_weight
         self.ledger = Ledger()
@@ -253,12 +254,7 @@ class Exchange:
         self._cap_cb = self._reduce_cap
         for mid in self.markets:
             self.ledger.holders[mid] = set()
-        self.risk = liquidation.RiskIndex(
-            {
-                mid: max(t.maintenance_margin_ppm for t in mk.leverage_tiers)
-                for mid, mk in self.markets.items()
-            }
-        )
+        self.risk = liquidation.RiskIndex({mid: sp.mm_max for mid, sp in self.specs.items()})
         self._begin()
 
     # ----------------------------------------------------------------------- opening
@@ -571,7 +567,7 @@ class Exchange:
         t.acct = acct
         t.market = market
         t.mk = mk
-        t.mult = mk.contract_multiplier
+        t.mult = self.specs[market].mult
         t.is_buy = is_buy
         t.liquidation = liquidation
         t.fee_ppm = mk.liquidation_fee_ppm if liquidation else mk.taker_fee_ppm
@@ -720,7 +716,7 @@ class Exchange:
             tgt = add_buy if is_buy else add_sell
             tgt[a.market] = tgt.get(a.market, 0) + a.size
             mark = self.ledger.markets[a.market].mark
-            mult = self.markets[a.market].contract_multiplier
+            mult = self.specs[a.market].mult
             loss += open_loss(is_buy, a.price, a.size, mark, mult)
         if acct.n_open + n_rest - len(freed) > MAX_OPEN_ORDERS_PER_ACCOUNT:
             return Reason.TOO_MANY_OPEN_ORDERS, -1
@@ -765,26 +761,27 @@ class Exchange:
         if add_sell:
             markets |= set(add_sell)
         lm = self.ledger.markets
+        specs = self.specs
         for mid in markets:
-            mk = self.markets[mid]
+            sp = specs[mid]
             mark = lm[mid].mark
             p = acct.positions.get(mid)
             size = 0
             if p is not None and p.size:
                 size = p.size
-                equity += size * mark * mk.contract_multiplier - p.open_notional
-                mm += maintenance_requirement(mk, size, mark)
+                equity += size * mark * sp.mult - p.open_notional
+                mm += maintenance_requirement(sp, size, mark)
             ob = acct.open_buy.get(mid, 0) + (add_buy.get(mid, 0) if add_buy else 0)
             os_ = acct.open_sell.get(mid, 0) + (add_sell.get(mid, 0) if add_sell else 0)
             if size or ob or os_:
-                im += initial_requirement(mk, size, ob, os_, mark)
+                im += initial_requirement(sp, size, ob, os_, mark)
         return equity, im, mm
 
     def _margin_ok(
         self, acct: AccountState, market: int, is_buy: bool, price: int, size: int
     ) -> bool:
         mark = self.ledger.markets[market].mark
-        loss = open_loss(is_buy, price, size, mark, self.markets[market].contract_multiplier)
+        loss = open_loss(is_buy, price, size, mark, self.specs[market].mult)
         add = {market: size}
         if is_buy:
             return self._margin_ok_multi(acct, add, None, loss)
@@ -862,7 +859,7 @@ class Exchange:
             return 0
         holders = sorted(led.holders[mid])
         positions = [(o, led.accounts[o].positions[mid].size) for o in holders]
-        pays, residual = fundingmod.payments(positions, ms.index, mk.contract_multiplier, rate)
+        pays, residual = fundingmod.payments(positions, ms.index, self.specs[mid].mult, rate)
         for owner, amount in pays:
             led.add_funding(led.accounts[owner], mid, amount)
         led.credit(led.accounts[INSURANCE_FUND], residual)
@@ -878,16 +875,14 @@ class Exchange:
                 raise ConservationError(
                     f"market {mid}: book crossed, bid {book.best_bid()} ≥ ask {book.best_ask()}"
                 )
+        # Accounts holding positions were just checked by liquidation (equity ≥ maintenance
+        # ≥ 0, or liquidated to flat); a flat account must not hold negative collateral.
         accounts = self.ledger.accounts
         for owner in sorted(self.ledger.dirty_accounts):
             if owner in SYSTEM_ACCOUNTS:
                 continue
             acct = accounts[owner]
-            if any(p.size for p in acct.positions.values()):
-                equity, _, _ = self.equity_and_requirements(acct)
-                if equity < 0:
-                    raise ConservationError(f"account {owner.hex()} has equity {equity} < 0")
-            elif acct.collateral < 0:
+            if acct.collateral < 0 and not any(p.size for p in acct.positions.values()):
                 raise ConservationError(
                     f"account {owner.hex()} is flat with collateral {acct.collateral} < 0"
                 )
@@ -1075,7 +1070,7 @@ class Exchange:
         for mid in sorted(acct.positions):
             p = acct.positions[mid]
             mark = self.ledger.markets[mid].mark
-            upnl = p.size * mark * self.markets[mid].contract_multiplier - p.open_notional
+            upnl = p.size * mark * self.specs[mid].mult - p.open_notional
             out.append((mid, p.size, p.open_notional, p.realized_pnl, p.funding_paid, upnl))
         return out
 

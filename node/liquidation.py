@@ -119,11 +119,11 @@ class RiskIndex:
         lm = ex.ledger.markets
         for mid, p in acct.positions.items():
             if p.size:
-                mk = ex.markets[mid]
+                sp = ex.specs[mid]
                 mark = lm[mid].mark
-                mult = mk.contract_multiplier
+                mult = sp.mult
                 equity += p.size * mark * mult - p.open_notional
-                mm += maintenance_requirement(mk, p.size, mark)
+                mm += maintenance_requirement(sp, p.size, mark)
                 notional = abs(p.size) * mark * mult
                 pess += -((-notional * self.mm_max[mid]) // PPM)
                 held.append((mid, mark, abs(p.size) * mult * (PPM + self.mm_max[mid])))
@@ -244,14 +244,14 @@ def liquidate(ex: Exchange, acct: AccountState) -> None:
         touched = {mid for mid, _ in remaining} | {m for m, p in fund.positions.items() if p.size}
         rem = dict(remaining)
         for mid in sorted(touched):
-            mk = ex.markets[mid]
+            sp = ex.specs[mid]
             mark = led.markets[mid].mark
             if mid in rem:
                 p = acct.positions[mid]
-                close_value += p.size * mark * mk.contract_multiplier - p.open_notional
+                close_value += p.size * mark * sp.mult - p.open_notional
             fp = fund.positions.get(mid)
             fund_size = (fp.size if fp else 0) + rem.get(mid, 0)
-            fund_mm_after += maintenance_requirement(mk, fund_size, mark)
+            fund_mm_after += maintenance_requirement(sp, fund_size, mark)
         deficit = max(0, -(acct.collateral + close_value))
         fund_equity, _, _ = ex.equity_and_requirements(fund)
         if fund_equity - deficit >= fund_mm_after:

@@ -27,6 +27,22 @@ from __future__ import annotations
 from lockstep.consensus.genesis import PPM, LeverageTier, Market
 
 
+class Spec:
+    """A market's margin parameters, unpacked once (the genesis objects validate on every
+    attribute computation, which the hot path cannot afford)."""
+
+    __slots__ = ("market_id", "mm_max", "mult", "tiers")
+
+    def __init__(self, m: Market) -> None:
+        self.market_id = m.market_id
+        self.mult = m.contract_multiplier
+        self.tiers = tuple(
+            (t.max_notional, t.initial_margin_ppm, t.maintenance_margin_ppm)
+            for t in m.leverage_tiers
+        )
+        self.mm_max = max(t.maintenance_margin_ppm for t in m.leverage_tiers)
+
+
 def tier_for(tiers: tuple[LeverageTier, ...], notional: int) -> LeverageTier:
     """The first tier whose max_notional ≥ notional (the last tier beyond all of them)."""
     for t in tiers:
@@ -35,20 +51,29 @@ def tier_for(tiers: tuple[LeverageTier, ...], notional: int) -> LeverageTier:
     return tiers[-1]
 
 
+def rates(spec: Spec, notional: int) -> tuple[int, int]:
+    """(initial, maintenance) ppm of the tier for ``notional``, as :func:`tier_for`."""
+    for max_notional, im, mm in spec.tiers:
+        if notional <= max_notional:
+            return im, mm
+    _, im, mm = spec.tiers[-1]
+    return im, mm
+
+
 def ceil_div(a: int, b: int) -> int:
     """⌈a / b⌉ for b > 0, exact on integers."""
     return -((-a) // b)
 
 
-def maintenance_requirement(m: Market, size: int, mark: int) -> int:
-    notional = abs(size) * mark * m.contract_multiplier
-    return ceil_div(notional * tier_for(m.leverage_tiers, notional).maintenance_margin_ppm, PPM)
+def maintenance_requirement(spec: Spec, size: int, mark: int) -> int:
+    notional = (size if size > 0 else -size) * mark * spec.mult
+    return -((-notional * rates(spec, notional)[1]) // PPM)
 
 
-def initial_requirement(m: Market, size: int, open_buy: int, open_sell: int, mark: int) -> int:
+def initial_requirement(spec: Spec, size: int, open_buy: int, open_sell: int, mark: int) -> int:
     exposure = max(abs(size + open_buy), abs(size - open_sell))
-    notional = exposure * mark * m.contract_multiplier
-    return ceil_div(notional * tier_for(m.leverage_tiers, notional).initial_margin_ppm, PPM)
+    notional = exposure * mark * spec.mult
+    return -((-notional * rates(spec, notional)[0]) // PPM)
 
 
 def unrealized(size: int, open_notional: int, mark: int, multiplier: int) -> int:
