@@ -164,6 +164,18 @@ def _worker(args: argparse.Namespace) -> None:
         )
         os._exit(0)
 
+    if os.environ.get("BENCH_PROFILE") and me == 0:
+        import cProfile
+
+        prof = cProfile.Profile()
+        inner = finish
+
+        def finish(cpu_s: float, t_start: float) -> None:  # type: ignore[no-redef]
+            prof.disable()
+            prof.dump_stats(os.environ["BENCH_PROFILE"])
+            inner(cpu_s, t_start)
+
+        prof.enable()
     trio.run(runner, args, ports, me, n, on_payload, publish, go_signal, done, finish)
 
 
