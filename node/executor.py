@@ -602,6 +602,8 @@ class Exchange:
                 return Reason.REDUCE_ONLY_WOULD_INCREASE, 0
             if size > allowed:
                 size = allowed
+            if check_margin and not self._reduce_ok(acct, market, is_buy, place.price, size):
+                return Reason.INSUFFICIENT_MARGIN, 0
         elif check_margin and not self._margin_ok(acct, market, is_buy, place.price, size):
             return Reason.INSUFFICIENT_MARGIN, 0
         if place.time_in_force == TimeInForce.POST_ONLY and would_cross(
@@ -709,6 +711,9 @@ class Exchange:
                 allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
                 if allowed <= 0:
                     return Reason.REDUCE_ONLY_WOULD_INCREASE, i
+                if not self._reduce_ok(acct, a.market, a.side == BUY, a.price,
+                                       min(a.size, allowed)):
+                    return Reason.INSUFFICIENT_MARGIN, i
                 continue
             is_buy = a.side == BUY
             if a.order_type == OrderType.LIMIT and a.time_in_force != TimeInForce.IOC:
@@ -786,6 +791,18 @@ class Exchange:
         if is_buy:
             return self._margin_ok_multi(acct, add, None, loss)
         return self._margin_ok_multi(acct, None, add, loss)
+
+    def _reduce_ok(
+        self, acct: AccountState, market: int, is_buy: bool, price: int, size: int
+    ) -> bool:
+        """A reduce-only order needs no initial margin, but it may not book a loss (against the
+        mark, plus the taker fee) larger than the account's equity: closing at an absurd price
+        into a friend's order must not leave a deficit for the insurance fund to pay."""
+        mark = self.ledger.markets[market].mark
+        mult = self.specs[market].mult
+        loss = open_loss(is_buy, price, size, mark, mult)
+        fee = -((-price * size * mult * self.markets[market].taker_fee_ppm) // PPM)
+        return self.equity_and_requirements(acct)[0] - loss - fee >= 0
 
     def _margin_ok_multi(
         self,

@@ -3,12 +3,12 @@
 Theory of operation (all integers, all rates in parts per million):
 
 * **Premium sample**, every block, after matching:
-  ``premium_ppm = (max(0, bid − index) − max(0, index − ask)) × PPM // index`` with the best bid
-  and ask of the book (a missing side counts as the index, so an empty book samples 0). ``//``
+  ``premium_ppm = ⌊(max(0, bid − index) − max(0, index − ask)) × PPM ÷ index⌋`` with the best bid
+  and ask of the book (a missing side counts as the index, so an empty book samples 0). ``⌊⌋``
   floors (toward −∞). Samples and their count accumulate in the market state.
 * **Funding time**: the first block whose timestamp is ≥ ``next_funding_ms`` (which starts at
   ``genesis_time_ms + funding_interval_ms``). The rate is the mean sample, floored, clamped to
-  ``±funding_clamp_ppm``: ``rate = clamp(premium_sum // premium_samples)`` (0 with no samples).
+  ``±funding_clamp_ppm``: ``rate = clamp(⌊premium_sum ÷ premium_samples⌋)`` (0 with no samples).
   Then the accumulators reset and ``next_funding_ms`` moves to the first interval boundary
   strictly after the block's timestamp (missed intervals are not paid twice).
 * **Payment** of a position of ``size`` lots: ``x = size × index × multiplier × rate`` (atoms ×
@@ -25,25 +25,27 @@ from collections.abc import Iterable
 
 from lockstep.consensus.genesis import PPM
 
+from .margin import floor_div
+
 
 def premium_ppm(index: int, best_bid: int | None, best_ask: int | None) -> int:
     bid = index if best_bid is None else best_bid
     ask = index if best_ask is None else best_ask
     num = (bid - index if bid > index else 0) - (index - ask if ask < index else 0)
-    return num * PPM // index
+    return floor_div(num * PPM, index)
 
 
 def funding_rate_ppm(premium_sum: int, samples: int, clamp_ppm: int) -> int:
     if samples == 0:
         return 0
-    rate = premium_sum // samples
+    rate = floor_div(premium_sum, samples)
     return max(-clamp_ppm, min(clamp_ppm, rate))
 
 
 def next_funding_after(now_ms: int, next_ms: int, interval_ms: int) -> int:
     """The first boundary ``next_ms + k × interval_ms`` strictly after ``now_ms``."""
     assert now_ms >= next_ms
-    return next_ms + ((now_ms - next_ms) // interval_ms + 1) * interval_ms
+    return next_ms + (floor_div(now_ms - next_ms, interval_ms) + 1) * interval_ms
 
 
 def payments(

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .book import RestingOrder
+from .margin import floor_div
 
 SCHEMA_VERSION = 1
 _U64_BIAS = 2**63
@@ -276,9 +277,9 @@ class Ledger:
             if closed == abs0:
                 removed = on
             elif on >= 0:
-                removed = on * closed // abs0
+                removed = floor_div(on * closed, abs0)
             else:
-                removed = -((-on) * closed // abs0)
+                removed = -floor_div(-on * closed, abs0)
             sgn = 1 if size0 > 0 else -1
             realized = sgn * closed * price * mult - removed
             p.open_notional = on - removed

@@ -40,7 +40,7 @@ avoid scanning every position on every mark move, :class:`RiskIndex` keeps, for 
 account, a *safe band* per market it holds: while every mark stays inside its band, the account
 cannot be below maintenance. With ``n`` positions, ``H = equity − Σ ⌈notional × mm_max / PPM⌉ −
 n`` (``mm_max`` the market's highest tier rate) and ``k = |size| × multiplier × (PPM + mm_max)``,
-the band is ``mark ± H × PPM // (n × k)`` (empty when ``H ≤ 0``): a move of the marks by
+the band is ``mark ± ⌊H × PPM ÷ (n × k)⌋`` (empty when ``H ≤ 0``): a move of the marks by
 ``δ_i`` lowers equity by at most ``Σ |size_i| δ_i × multiplier`` and raises the requirement by
 at most ``Σ |size_i| δ_i × multiplier × mm_max / PPM + n``, which the band keeps below ``H``.
 Bands are two heaps per market, so a block pays only for accounts whose band the mark left.
@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 
 from lockstep.consensus.genesis import PPM
 
-from .margin import maintenance_requirement, tier_for
+from .margin import floor_div, maintenance_requirement, tier_for
 from .mempool_rules import INSURANCE_FUND, SYSTEM_ACCOUNTS, Reason
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def adl_rank_key(owner: bytes, upnl: int, notional: int, cost: int, equity: int)
     if owner == INSURANCE_FUND:
         return (2, 0, owner)
     if upnl > 0 and equity > 0:
-        score = upnl * notional * PPM // (max(cost, 1) * equity)
+        score = floor_div(upnl * notional * PPM, max(cost, 1) * equity)
         return (0, -score, owner)
     return (1, -upnl, owner)
 
@@ -89,7 +89,7 @@ def split_pro_rata(total: int, weights: list[tuple[bytes, int]]) -> list[tuple[b
     w_sum = sum(w for _, w in weights)
     if total == 0 or w_sum == 0:
         return []
-    shares = [(owner, total * w // w_sum) for owner, w in weights]
+    shares = [(owner, floor_div(total * w, w_sum)) for owner, w in weights]
     rest = total - sum(s for _, s in shares)
     owner0, s0 = shares[0]
     shares[0] = (owner0, s0 + rest)
@@ -131,7 +131,7 @@ class RiskIndex:
         head = equity - pess - n
         if n and equity >= mm:
             for mid, mark, k in held:
-                delta = head * PPM // (n * k) if head > 0 else 0
+                delta = floor_div(head * PPM, n * k) if head > 0 else 0
                 heapq.heappush(self._low[mid], (delta - mark, owner, v))
                 heapq.heappush(self._high[mid], (mark + delta, owner, v))
                 self._live += 1
@@ -203,7 +203,12 @@ def run(ex: Exchange) -> None:
         for owner in todo:
             acct = led.accounts[owner]
             equity, mm = risk.assess(ex, acct)
-            if equity >= mm or not any(p.size for p in acct.positions.values()):
+            if not any(p.size for p in acct.positions.values()):
+                # Flat below zero (a fill's fee or loss on an account at the edge): the fund
+                # brings it back to zero, as for a liquidated account with no ADL.
+                settle_deficit(ex, acct, [])
+                continue
+            if equity >= mm:
                 continue
             liquidated.add(owner)
             liquidate(ex, acct)
@@ -213,7 +218,7 @@ def run(ex: Exchange) -> None:
 
 
 def liquidate(ex: Exchange, acct: AccountState) -> None:
-    from .executor import DeficitEvent, DeleverageEvent, LiquidationEvent
+    from .executor import DeleverageEvent, LiquidationEvent
 
     led = ex.ledger
     owner = acct.owner
@@ -271,28 +276,51 @@ def liquidate(ex: Exchange, acct: AccountState) -> None:
             LiquidationEvent(owner, mid, size0, by_book[mid], by_fund.get(mid, 0), adl)
         )
     assert not any(p.size for p in acct.positions.values()), "liquidation leaves X flat"
-    haircuts: dict[bytes, int] = {}
-    if acct.collateral < 0:
-        deficit = -acct.collateral
-        fund_equity, _, fund_mm = ex.equity_and_requirements(fund)
-        cover = min(deficit, max(0, fund_equity - fund_mm))
-        rest = deficit - cover
-        if rest and adl_fills:
-            weights: dict[bytes, int] = {}
-            for cp, _, _, notional in adl_fills:
-                weights[cp] = weights.get(cp, 0) + notional
-            for cp, share in split_pro_rata(rest, list(weights.items())):
-                haircuts[cp] = share
-                led.credit(led.accounts[cp], -share)
-                ex.liquidation_counterparties.add(cp)
-            rest = 0
-        cover += rest  # no ADL to share it with: the fund carries the loss
-        led.credit(fund, -cover)
-        led.credit(acct, deficit)
-        ex.events.append(DeficitEvent(owner, deficit, cover, deficit - cover))
+    haircuts = settle_deficit(ex, acct, adl_fills)
     for cp, mid, lots, _ in adl_fills:
         ex.events.append(DeleverageEvent(cp, mid, lots, led.markets[mid].mark, haircuts.pop(cp, 0)))
     assert acct.collateral >= 0
+
+
+def settle_deficit(
+    ex: Exchange, acct: AccountState, adl_fills: list[tuple[bytes, int, int, int]]
+) -> dict[bytes, int]:
+    """Bring a flat account's negative collateral back to zero; return ADL haircuts.
+
+    The fund pays what it can (its equity above its maintenance requirement); the rest is shared
+    by the ADL counterparties pro rata to the notional they took over, each at most its equity
+    (so no one is pushed below zero); what they cannot carry falls to the fund.
+    """
+    from .executor import DeficitEvent
+
+    led = ex.ledger
+    haircuts: dict[bytes, int] = {}
+    if acct.collateral >= 0:
+        return haircuts
+    fund = led.accounts[INSURANCE_FUND]
+    deficit = -acct.collateral
+    fund_equity, _, fund_mm = ex.equity_and_requirements(fund)
+    cover = min(deficit, max(0, fund_equity - fund_mm))
+    rest = deficit - cover
+    adl_cover = 0
+    if rest and adl_fills:
+        weights: dict[bytes, int] = {}
+        for cp, _, _, notional in adl_fills:
+            weights[cp] = weights.get(cp, 0) + notional
+        for cp, share in split_pro_rata(rest, list(weights.items())):
+            cp_acct = led.accounts[cp]
+            if cp != INSURANCE_FUND:
+                share = min(share, max(0, ex.equity_and_requirements(cp_acct)[0]))
+            if share:
+                haircuts[cp] = share
+                led.credit(cp_acct, -share)
+                ex.liquidation_counterparties.add(cp)
+                adl_cover += share
+    cover = deficit - adl_cover  # what ADL could not carry, the fund carries
+    led.credit(fund, -cover)
+    led.credit(acct, deficit)
+    ex.events.append(DeficitEvent(acct.owner, deficit, cover, adl_cover))
+    return haircuts
 
 
 def _deleverage(

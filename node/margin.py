@@ -60,9 +60,16 @@ def rates(spec: Spec, notional: int) -> tuple[int, int]:
     return im, mm
 
 
+def floor_div(a: int, b: int) -> int:
+    """⌊a ÷ b⌋ for b > 0: rounds toward −∞ (every floor division of the ledger goes here)."""
+    assert b > 0
+    return divmod(a, b)[0]
+
+
 def ceil_div(a: int, b: int) -> int:
-    """⌈a / b⌉ for b > 0, exact on integers."""
-    return -((-a) // b)
+    """⌈a ÷ b⌉ for b > 0: rounds toward +∞."""
+    assert b > 0
+    return -divmod(-a, b)[0]
 
 
 def maintenance_requirement(spec: Spec, size: int, mark: int) -> int:

@@ -10,7 +10,8 @@ cheapest first so junk costs little:
 2. **Static** (:func:`check_static`): rules that need only the genesis and the height: the
    expiry window, known markets, price and size bounds, order-type combinations, batch shape,
    oracle price ranges, amounts. Prices are integer ticks and sizes integer lots on the wire,
-   so "a multiple of the tick / lot" holds by construction; the bounds are
+   so every price is a whole number of ticks and every size a whole number of lots by
+   construction; the bounds checked are
    ``1 ≤ price ≤ max_price_ticks`` and ``min_size_lots ≤ size ≤ max_size_lots``.
 3. **Stateful** (checked by the executor against the ledger): replay (signer, nonce) within the
    expiry window, the account exists and is not a system account, client order ids, open-order

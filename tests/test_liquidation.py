@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lockstep.node.executor import DeficitEvent, DeleverageEvent, LiquidationEvent
 from lockstep.node.liquidation import adl_rank_key, band_price, split_pro_rata
+from lockstep.node.mempool_rules import Reason
 
 from .test_exchange_scenarios import BUY, SELL, USD, Harness
 
@@ -119,3 +120,15 @@ def test_fund_unwinds_its_position_into_the_book(tmp_path: Path) -> None:
     assert h.pos("fund") == (0, 0)
     assert h.collateral("fund") == fund - 90 * USD - 3_915_000
     assert h.ex.l2(0) == ([(87, 10)], [])
+
+
+def test_reduce_only_cannot_dump_a_deficit_on_the_fund(tmp_path: Path) -> None:
+    h = _setup(tmp_path, 1_000_000 * USD, {"bob": 100_000 * USD})
+    # A friend bids 90 lots at 1 tick; Alice tries to close into it at 1: that would book a
+    # loss of 99 × 90 = 8,910 USD against the mark on 995.50 of equity.
+    h.ok(h.place("carol", BUY, 1, 90))
+    r = h.block(h.place("alice", SELL, 1, 90, reduce_only=True))
+    assert r.outcomes[0].reason == Reason.INSUFFICIENT_MARGIN
+    # Closing at 95 books 5 × 90 = 450 plus a 4.275 fee: allowed, and rests above the bid.
+    r = h.block(h.place("alice", SELL, 95, 90, reduce_only=True))
+    assert r.outcomes[0].reason == Reason.OK and h.ex.l2(0) == ([(1, 90)], [(95, 90)])
