@@ -1,17 +1,30 @@
-"""How ``lockstep`` prints for people: two-column rich tables (``--json`` bypasses this)."""
+"""How ``lockstep`` prints for people: rich tables (``--json`` bypasses this)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PIPE_WIDTH = 200
 """Width when stdout is not a terminal: a 64-character hex id and its label fit on one line."""
 
 
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        # Piped into a file or another program: do not fold keys and ids at 80 columns.
+        console = Console(width=PIPE_WIDTH)
+    return console
+
+
 def print_rows(title: str, rows: Iterable[tuple[str, str]]) -> None:
     """A titled table of (field, value) rows; long values fold rather than truncate."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, show_header=False, title_justify="left")
@@ -19,10 +32,38 @@ def print_rows(title: str, rows: Iterable[tuple[str, str]]) -> None:
     table.add_column("value", overflow="fold")
     for name, value in rows:
         table.add_row(name, value)
-    console = Console()
-    if not console.is_terminal:
-        # Piped into a file or another program: do not fold keys and ids at 80 columns.
-        console = Console(width=PIPE_WIDTH)
+    _console().print(table)
+
+
+def print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    right: Collection[str] = (),
+    empty: str = "none",
+) -> None:
+    """A titled table with a header row; ``right`` names the columns to right-align.
+
+    Numbers are right-aligned so that fixed-decimal prices and sizes line up on the point. The
+    title is its own line (a table title would wrap at the table's width, splitting a 64-hex
+    account). With no rows, that line says so (``empty``) instead of a bare header, which reads
+    like a failure.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    body = [list(row) for row in rows]
+    console = _console()
+    if not body:
+        console.print(f"[bold]{escape(title)}[/bold]: {escape(empty)}", highlight=False)
+        return
+    console.print(f"[bold]{escape(title)}[/bold]", highlight=False)
+    table = Table()
+    for name in columns:
+        table.add_column(name, justify="right" if name in right else "left", overflow="fold")
+    for row in body:
+        assert len(row) == len(columns), (len(row), len(columns))
+        table.add_row(*row)
     console.print(table)
 
 

@@ -12,6 +12,15 @@ from typing import Any
 
 import httpx
 
+DEFAULT_RPC_URL = "http://127.0.0.1:26657"
+"""Where the read commands look when not told: a node's ``[rpc] listen_address`` default
+(``DEFAULT_RPC_PORT`` in node/config.py) on this machine."""
+
+MAX_BOOK_DEPTH = 500
+MAX_TRADES_LIMIT = 1_000
+"""The node's caps on ``/v1/book?depth`` and ``/v1/trades?limit`` (node/rpc.py); checked here
+too, so a wrong flag is refused before any request."""
+
 DEFAULT_TIMEOUT_S = 10.0
 """Status and query requests: a healthy local node answers in milliseconds."""
 
@@ -105,6 +114,14 @@ def submit(
 def get_json(url: str, path: str, params: dict[str, Any] | None = None) -> Any:
     """GET ``path`` (``/v1/status``, ``/v1/book/BTC-PERP``, ...) and return the parsed JSON."""
     return _request("GET", _url(url, path), DEFAULT_TIMEOUT_S, params=params)
+
+
+def get_object(url: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`get_json` for the routes that answer one JSON object (all but a few)."""
+    result = get_json(url, path, params)
+    if not isinstance(result, dict):
+        raise RPCError(_url(url, path), "expected a JSON object")
+    return result
 
 
 def get_status(url: str) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""``lockstep wallet``: create a key, show its address, and sign and send trades.
+"""``lockstep wallet``: create a key, show its address, sign and send trades, read the account.
 
 Thin: argument parsing and printing live here; transaction building is in ``cli/txbuild.py``,
 unit conversion in ``node/units.py``, key files in ``node/keys.py``, HTTP in
 ``cli/rpc_client.py``. Every trading command builds one :class:`SignedTx` for the chain named by
 a genesis file (``--genesis`` or ``--home``), then either prints it (``--dry-run``) or submits
 it to a node (``--rpc URL``). ``--json`` prints one machine-readable object instead of tables.
+
+The read commands (``balance``, ``positions``, ``orders``, ``book``, ``trades``, ``status``) sign
+nothing and need no passphrase: they GET one route of a node (``--rpc``, default this machine's
+node) and print the node's JSON (``--json``) or tables in human units. The node's answers carry
+both integer and human fields (docs/rpc.md), so the wallet converts nothing it can read off.
 
 Passphrases come from ``LOCKSTEP_WALLET_PASSPHRASE`` when set (scripts), else from a prompt
 that does not echo. They are never accepted as a command-line argument, where ``ps`` and shell
@@ -17,7 +22,11 @@ import argparse
 import getpass
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,7 @@ from lockstep.consensus.actions import (
     SignedTx,
     Transfer,
     TxBody,
+    Withdraw,
 )
 from lockstep.consensus.crypto import SEED_BYTES, Signer
 from lockstep.consensus.genesis import Genesis, Market
@@ -41,6 +51,7 @@ from lockstep.node.home import HomeLayout
 from lockstep.node.keys import load_wallet, save_wallet, wallet_is_encrypted, wallet_public_key
 from lockstep.node.tx_json import tx_to_json
 from lockstep.node.units import (
+    UnitError,
     amount_to_atoms,
     find_market,
     format_amount,
@@ -49,8 +60,18 @@ from lockstep.node.units import (
 )
 
 from .errors import CLIError
-from .output import print_help_of, print_rows
-from .rpc_client import DEFAULT_WAIT_MS, MAX_WAIT_MS, get_status, submit
+from .output import print_help_of, print_rows, print_table
+from .rpc_client import (
+    DEFAULT_RPC_URL,
+    DEFAULT_WAIT_MS,
+    MAX_BOOK_DEPTH,
+    MAX_TRADES_LIMIT,
+    MAX_WAIT_MS,
+    RPCError,
+    get_object,
+    get_status,
+    submit,
+)
 from .txbuild import ORDER_KINDS, SIDES, new_nonce, place_order
 
 PASSPHRASE_ENV = "LOCKSTEP_WALLET_PASSPHRASE"
@@ -127,6 +148,33 @@ def _key_hex(text: str) -> bytes:
     return raw
 
 
+def _destination_hex(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected hex bytes") from None
+    if not 1 <= len(raw) <= limits.MAX_WITHDRAW_DESTINATION_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"expected 1..{limits.MAX_WITHDRAW_DESTINATION_BYTES} bytes, got {len(raw)}"
+        )
+    return raw
+
+
+def _bounded(name: str, hi: int) -> Callable[[str], int]:
+    """An argparse type for an integer in 1..hi (the node's own bound, so no 400 later)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not 1 <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be in 1..{hi}")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True, slots=True)
 class _Chain:
     """What a trading command needs about the chain: its genesis and, maybe, a live node."""
@@ -135,7 +183,8 @@ class _Chain:
     height: int | None
 
 
-def _connect(args: argparse.Namespace) -> _Chain:
+def _connect(args: argparse.Namespace, refusal: str = "refusing to sign for it") -> _Chain:
+    """The genesis, and the node's height after checking the node is on that chain."""
     genesis = _genesis(args)
     if not args.rpc:
         return _Chain(genesis, None)
@@ -143,7 +192,7 @@ def _connect(args: argparse.Namespace) -> _Chain:
     if status["chain_id"] != genesis.chain_id.hex():
         raise CLIError(
             f"the node at {args.rpc} is on chain {status['chain_id']}, but your genesis names "
-            f"chain {genesis.chain_id.hex()} ({genesis.chain_name}); refusing to sign for it"
+            f"chain {genesis.chain_id.hex()} ({genesis.chain_name}); {refusal}"
         )
     return _Chain(genesis, status["height"])
 
@@ -185,7 +234,7 @@ def _human(body: TxBody, genesis: Genesis) -> dict[str, str]:
             out[limit] = format_price(m, action.price)
             out["size"] = format_size(m, action.size)
             out["notional"] = format_amount(action.price * action.size * m.contract_multiplier)
-    if isinstance(body, Transfer):
+    if isinstance(body, Transfer | Withdraw):
         out["amount"] = format_amount(body.amount)
     return out
 
@@ -326,6 +375,247 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return _sign_and_send(args, body, signer, chain)
 
 
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    signer, chain = _prepare(args)
+    body = Withdraw(
+        **_header(args, signer, chain),
+        amount=amount_to_atoms(args.amount),
+        destination=args.destination,
+    )
+    return _sign_and_send(args, body, signer, chain)
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2))
+
+
+def _owner(args: argparse.Namespace) -> bytes:
+    """``--account``, else the wallet's own address (read from its file; no passphrase)."""
+    if args.account is not None:
+        return bytes(args.account)
+    path = _wallet_path(args)
+    if not path.exists():
+        raise CLIError(
+            f"no wallet at {path}: give --file PATH, or --account HEX to read any account"
+        )
+    return wallet_public_key(path)
+
+
+def _account(args: argparse.Namespace) -> dict[str, Any]:
+    """``GET /v1/accounts/{hex}``; a 404 becomes a sentence about the account, not the URL."""
+    owner = _owner(args).hex()
+    try:
+        return get_object(args.rpc, f"/v1/accounts/{owner}")
+    except RPCError as e:
+        if e.reason != "UNKNOWN_ACCOUNT":
+            raise
+        raise CLIError(
+            f"no account {owner} on the chain of {args.rpc} (an account exists once it holds "
+            "collateral, from the genesis or a transfer)"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _MarketRef:
+    """A market as the read commands need it: its id for the URL, symbol and lot for people."""
+
+    market_id: int
+    symbol: str
+    lot_size: Decimal
+
+    def size(self, lots: int) -> str:
+        """Lots as a human size with the lot's decimals (``0.500`` for 500 lots of 0.001)."""
+        if type(lots) is not int:
+            raise TypeError(f"expected an integer number of lots, got {lots!r}")
+        return format(self.lot_size * lots, "f")
+
+
+def _markets(args: argparse.Namespace) -> list[_MarketRef]:
+    """The markets by which to resolve a symbol: the genesis if one is named, else the node's.
+
+    A named genesis is checked against the node's chain id, as for signing: on another chain the
+    same symbol may be another market id. Without one, ``/v1/markets`` of the node is the list,
+    so reading needs nothing but ``--rpc``.
+    """
+    if args.genesis or args.home or os.environ.get(HOME_ENV):
+        genesis = _connect(args, "refusing to read its markets by this genesis").genesis
+        return [_MarketRef(m.market_id, m.symbol, m.lot_size) for m in genesis.markets]
+    doc = get_object(args.rpc, "/v1/markets")
+    try:
+        return [
+            _MarketRef(int(m["market_id"]), str(m["symbol"]), Decimal(str(m["lot_size"])))
+            for m in doc["markets"]
+        ]
+    except (KeyError, TypeError, ValueError, InvalidOperation):
+        raise RPCError(args.rpc, "/v1/markets lacks market_id, symbol or lot_size") from None
+
+
+def _find(markets: list[_MarketRef], name: str) -> _MarketRef:
+    """By symbol (any case) or by id, as ``find_market`` does for the trading commands."""
+    wanted = name.strip().upper()
+    for m in markets:
+        if m.symbol.upper() == wanted or (wanted.isdigit() and int(wanted) == m.market_id):
+            return m
+    known = ", ".join(m.symbol for m in markets) or "no markets"
+    raise CLIError(f"unknown market {name!r}; this chain has {known}")
+
+
+@contextmanager
+def _node_shape(url: str, route: str) -> Iterator[None]:
+    """Turn a missing or mistyped field of the node's answer into one line naming it.
+
+    The tables read documented fields (docs/rpc.md); a node of another version may lack one,
+    and that is worth a sentence, not a traceback.
+    """
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, UnitError) as e:
+        detail = f"no field {e}" if isinstance(e, KeyError) else str(e)
+        raise RPCError(url, f"unexpected answer from {route}: {detail}") from None
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    acct = _account(args)
+    with _node_shape(args.rpc, "/v1/accounts"):
+        if args.json:
+            _print_json({k: v for k, v in acct.items() if k not in ("positions", "open_orders")})
+            return 0
+        equity, initial = acct["equity"], acct["initial_margin"]
+        # What a Transfer or Withdraw may take now, by the executor's rule (node/executor.py,
+        # ``_transfer``): at most the collateral, and what is left must cover initial margin.
+        free = max(0, min(acct["collateral"], equity - initial))
+        rows = [
+            ("account", acct["owner"]),
+            ("height", str(acct["height"])),
+            ("collateral", format_amount(acct["collateral"])),
+            ("equity", format_amount(equity)),
+            ("initial margin", format_amount(initial)),
+            ("maintenance margin", format_amount(acct["maintenance_margin"])),
+            ("free to withdraw", format_amount(free)),
+            ("positions", str(len(acct["positions"]))),
+            ("open orders", str(len(acct["open_orders"]))),
+        ]
+    print_rows("Balance (quote currency)", rows)
+    return 0
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    acct = _account(args)
+    with _node_shape(args.rpc, "/v1/accounts"):
+        if args.json:
+            _print_json({k: acct[k] for k in ("owner", "height", "positions")})
+            return 0
+        rows = [
+            [
+                p["symbol"],
+                p["size"],
+                format_amount(p["open_notional"]),
+                format_amount(p["unrealized_pnl"]),
+                format_amount(p["realized_pnl"]),
+                format_amount(p["funding_paid"]),
+            ]
+            for p in acct["positions"]
+        ]
+        title = f"Positions of {acct['owner']} at height {acct['height']}"
+    columns = ["market", "size", "open notional", "unrealized PnL", "realized PnL", "funding paid"]
+    print_table(title, columns, rows, right=columns[1:], empty="no open positions")
+    return 0
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    acct = _account(args)
+    with _node_shape(args.rpc, "/v1/accounts"):
+        if args.json:
+            _print_json({k: acct[k] for k in ("owner", "height", "open_orders")})
+            return 0
+        orders = acct["open_orders"]
+    # Only lots come with an order, so the market's lot size turns them into a size.
+    by_id = {m.market_id: m for m in _markets(args)} if orders else {}
+    with _node_shape(args.rpc, "/v1/accounts"):
+        rows = []
+        for o in orders:
+            m = by_id.get(o["market"])
+            if m is None:
+                raise ValueError(f"an open order is in market {o['market']}, unknown here")
+            rows.append(
+                [
+                    m.symbol,
+                    o["side"] + (" (reduce only)" if o["reduce_only"] else ""),
+                    o["price"],
+                    m.size(o["size_lots"]),
+                    m.size(o["remaining_lots"]),
+                    str(o["client_id"]),
+                    str(o["order_id"]),
+                    str(o["height"]),
+                ]
+            )
+        title = f"Open orders of {acct['owner']} at height {acct['height']}"
+    columns = ["market", "side", "price", "size", "remaining", "client id", "order id", "height"]
+    print_table(title, columns, rows, right=columns[2:], empty="no open orders")
+    return 0
+
+
+def cmd_book(args: argparse.Namespace) -> int:
+    m = _find(_markets(args), args.market)
+    book = get_object(args.rpc, f"/v1/book/{m.market_id}", {"depth": args.depth})
+    if args.json:
+        _print_json(book)
+        return 0
+    with _node_shape(args.rpc, "/v1/book"):
+        rows = [
+            [
+                bid["size"] if bid else "",
+                bid["price"] if bid else "",
+                ask["price"] if ask else "",
+                ask["size"] if ask else "",
+            ]
+            for bid, ask in zip_longest(book["bids"], book["asks"])
+        ]
+        title = f"{m.symbol} book at height {book['height']}, best {args.depth} levels a side"
+    columns = ["bid size", "bid", "ask", "ask size"]
+    print_table(title, columns, rows, right=columns, empty="no orders on either side")
+    return 0
+
+
+def cmd_trades(args: argparse.Namespace) -> int:
+    m = _find(_markets(args), args.market)
+    doc = get_object(args.rpc, f"/v1/trades/{m.market_id}", {"limit": args.limit})
+    if args.json:
+        _print_json(doc)
+        return 0
+    with _node_shape(args.rpc, "/v1/trades"):
+        rows = [
+            [
+                str(t["height"]),
+                str(t["trade_id"]),
+                t["taker_side"] + (" (liquidation)" if t["liquidation"] else ""),
+                t["price"],
+                t["size"],
+                t["taker"][:16],
+                t["maker"][:16],
+            ]
+            for t in doc["trades"]
+        ]
+    columns = ["height", "trade id", "taker side", "price", "size", "taker", "maker"]
+    title = f"{m.symbol}: last {len(rows)} trades, newest first"
+    right = ("height", "trade id", "price", "size")
+    print_table(title, columns, rows, right=right, empty="no trades yet")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = get_status(args.rpc)
+    if args.json:
+        _print_json(status)
+        return 0
+    rows = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in status.items()]
+    print_rows(f"Node at {args.rpc}", rows)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -366,6 +656,23 @@ def _trading(p: argparse.ArgumentParser) -> None:
         "--nonce", type=_u64, help="replay nonce (default: time-based random, see docs/rpc.md)"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="also show the tx bytes")
+
+
+def _reading(p: argparse.ArgumentParser, account: bool = False, markets: bool = False) -> None:
+    """Flags of the read commands: a node, and which account or how to name markets."""
+    p.add_argument("--json", action="store_true", help="print the node's JSON, not tables")
+    p.add_argument("--rpc", default=DEFAULT_RPC_URL, help="node RPC URL (default %(default)s)")
+    if account:
+        p.add_argument("--file", help=f"wallet file (default: ${WALLET_ENV} or {DEFAULT_WALLET})")
+        p.add_argument(
+            "--account", type=_key_hex, help="public key hex to read (default: the wallet's)"
+        )
+    if markets:
+        names = p.add_argument_group(
+            "market names", "symbols resolve through this genesis if given, else the node's list"
+        )
+        names.add_argument("--genesis", help="genesis.toml of the chain")
+        names.add_argument("--home", help=f"a node home whose genesis to use (or ${HOME_ENV})")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -415,3 +722,53 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     transfer.add_argument("--to", type=_key_hex, required=True, help="recipient public key hex")
     transfer.add_argument("--amount", required=True, help="in quote currency, e.g. 100.5")
     transfer.set_defaults(func=cmd_transfer)
+
+    withdraw = wsub.add_parser("withdraw", help="take collateral out of the exchange")
+    _trading(withdraw)
+    withdraw.add_argument("--amount", required=True, help="in quote currency, e.g. 100.5")
+    withdraw.add_argument(
+        "--destination",
+        type=_destination_hex,
+        required=True,
+        metavar="HEX",
+        help=f"external address, 1..{limits.MAX_WITHDRAW_DESTINATION_BYTES} bytes as hex",
+    )
+    withdraw.set_defaults(func=cmd_withdraw)
+
+    balance = wsub.add_parser("balance", help="collateral, equity and margin of an account")
+    _reading(balance, account=True)
+    balance.set_defaults(func=cmd_balance)
+
+    positions = wsub.add_parser("positions", help="an account's open positions")
+    _reading(positions, account=True)
+    positions.set_defaults(func=cmd_positions)
+
+    orders = wsub.add_parser("orders", help="an account's open orders")
+    _reading(orders, account=True, markets=True)
+    orders.set_defaults(func=cmd_orders)
+
+    book = wsub.add_parser("book", help="order book of a market, best levels first")
+    _reading(book, markets=True)
+    book.add_argument("market", help="symbol (BTC-PERP) or market id")
+    book.add_argument(
+        "--depth",
+        type=_bounded("--depth", MAX_BOOK_DEPTH),
+        default=20,
+        help=f"levels a side (default %(default)s, at most {MAX_BOOK_DEPTH})",
+    )
+    book.set_defaults(func=cmd_book)
+
+    trades = wsub.add_parser("trades", help="recent trades of a market, newest first")
+    _reading(trades, markets=True)
+    trades.add_argument("market", help="symbol (BTC-PERP) or market id")
+    trades.add_argument(
+        "--limit",
+        type=_bounded("--limit", MAX_TRADES_LIMIT),
+        default=50,
+        help=f"how many (default %(default)s, at most {MAX_TRADES_LIMIT})",
+    )
+    trades.set_defaults(func=cmd_trades)
+
+    status = wsub.add_parser("status", help="the node's height, view, peers and chain")
+    _reading(status)
+    status.set_defaults(func=cmd_status)

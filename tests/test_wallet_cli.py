@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,7 +23,8 @@ import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from lockstep.cli.rpc_client import RPCError, get_json, get_status, submit
+from lockstep.cli.main import main as cli_main
+from lockstep.cli.rpc_client import DEFAULT_RPC_URL, RPCError, get_json, get_status, submit
 from lockstep.consensus.actions import (
     Cancel,
     CancelAll,
@@ -35,12 +36,14 @@ from lockstep.consensus.actions import (
     SignedTx,
     TimeInForce,
     Transfer,
+    Withdraw,
     decode_and_verify_tx,
     decode_tx,
 )
 from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer
 from lockstep.consensus.genesis import Genesis
+from lockstep.node.config import DEFAULT_RPC_PORT
 from lockstep.node.genesis_file import genesis_to_toml
 from lockstep.node.home import init_home
 from lockstep.node.keys import save_wallet
@@ -273,17 +276,89 @@ def test_encrypted_wallet_passphrase(tmp_path: Path, chain: tuple[Genesis, Path]
 # --------------------------------------------------------------------------- against a node
 
 
+OWNER_HEX = TRADER.public_key.hex()
+ACCOUNT = {
+    "owner": OWNER_HEX,
+    "height": 1234,
+    "collateral": 1_000_000_000_000,
+    "collateral_usd": "1000000.000000",
+    "equity": 1_000_012_500_000,
+    "initial_margin": 751_000_000,
+    "maintenance_margin": 375_500_000,
+    "positions": [
+        {
+            "market": 0,
+            "symbol": "BTC-PERP",
+            "size_lots": -250,
+            "size": "-0.250",
+            "open_notional": -15_030_875_000,
+            "realized_pnl": 0,
+            "unrealized_pnl": 12_500_000,
+            "funding_paid": -1_200,
+        }
+    ],
+    "open_orders": [
+        {
+            "order_id": 91,
+            "market": 1,
+            "symbol": "ETH-PERP",
+            "client_id": 42,
+            "side": "SELL",
+            "price_ticks": 301_000,
+            "price": "3010.00",
+            "size_lots": 150,
+            "remaining_lots": 100,
+            "reduce_only": True,
+            "height": 1230,
+        }
+    ],
+}
+"""An account as node/views.py ``account_json`` shapes it (checked by test_answers_match_views)."""
+
+
+def level(price_ticks: int, size_lots: int, price: str, size: str) -> dict[str, Any]:
+    return {"price_ticks": price_ticks, "size_lots": size_lots, "price": price, "size": size}
+
+
+BOOK = {
+    "market": 0,
+    "height": 1234,
+    "bids": [level(601_230, 1_500, "60123.0", "1.500"), level(601_220, 250, "60122.0", "0.250")],
+    "asks": [level(601_240, 800, "60124.0", "0.800")],
+}
+TRADE = {
+    "trade_id": 881,
+    "height": 1234,
+    "market": 0,
+    "price_ticks": 601_235,
+    "size_lots": 250,
+    "price": "60123.5",
+    "size": "0.250",
+    "taker_side": "BUY",
+    "taker": OTHER.public_key.hex(),
+    "maker": OWNER_HEX,
+    "maker_order_id": 90,
+    "taker_fee": 7_516,
+    "maker_fee": 3_007,
+    "liquidation": False,
+}
+
+
 class ChainAnswers:
     """The node side behind the real RPC app (node/rpc.py): verifies and records submissions.
 
-    Only what the wallet touches is answered; the rest of the daemon is not built yet.
+    Reads answer fixed documents shaped as node/views.py and node/daemon.py build them; what
+    was asked (depth, limit) is recorded so tests can check the wallet passed it on.
     """
 
     def __init__(self, genesis: Genesis) -> None:
         self.hub = StreamHub(lambda stream: None)
+        self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.height = 1234
         self.submitted: list[bytes] = []
+        self.accounts: dict[bytes, dict[str, Any]] = {TRADER.public_key: ACCOUNT}
+        self.asked: list[tuple[str, int, int]] = []
 
     async def submit(self, raw: bytes) -> Admission:
         try:
@@ -299,25 +374,52 @@ class ChainAnswers:
         return {"height": self.height + 1, "index": 0, "reason": "OK", "fills": []}
 
     def status(self) -> dict[str, Any]:
-        return {"chain_id": self.chain_id.hex(), "height": self.height}
+        return {"chain_id": self.chain_id.hex(), "height": self.height, "peers": 3}
 
     def markets(self) -> list[dict[str, Any]]:
-        return []
+        # The daemon's shape (node/daemon.py ``markets``).
+        return [
+            {
+                "market_id": m.market_id,
+                "symbol": m.symbol,
+                "tick_size": str(m.tick_size),
+                "lot_size": str(m.lot_size),
+                "book": None,
+            }
+            for m in self.genesis.markets
+        ]
 
     async def book(self, market: int, depth: int) -> dict[str, Any] | None:
+        self.asked.append(("book", market, depth))
+        if market == 0:
+            return BOOK
+        if market == 1:
+            return {"market": 1, "height": self.height, "bids": [], "asks": []}
         return None
 
     async def trades(self, market: int, limit: int) -> list[dict[str, Any]] | None:
-        return None
+        self.asked.append(("trades", market, limit))
+        if market == 0:
+            return [TRADE, {**TRADE, "trade_id": 880, "liquidation": True}]
+        return [] if market == 1 else None
 
     async def account(self, owner: bytes) -> dict[str, Any] | None:
-        return None
+        return self.accounts.get(owner)
 
     async def block(self, height: int) -> dict[str, Any] | None:
         return None
 
     async def action(self, tx_id: bytes) -> dict[str, Any] | None:
         return None
+
+    async def actions(self, tx_ids: list[bytes]) -> list[dict[str, Any] | None]:
+        return [None for _ in tx_ids]
+
+    async def state_roots(self, first: int, last: int) -> list[dict[str, Any]]:
+        return []
+
+    async def ledger_totals(self) -> dict[str, Any]:
+        return {}
 
     def admin_status(self) -> dict[str, Any]:
         return {}
@@ -392,9 +494,12 @@ def test_refuses_node_on_another_chain(
 
 def test_rpc_client_reads_and_errors(node: Served) -> None:
     assert get_json(node.url, "/v1/status")["height"] == 1234
-    assert get_json(node.url + "/", "v1/markets") == {"markets": []}
+    assert [m["symbol"] for m in get_json(node.url + "/", "v1/markets")["markets"]] == [
+        "BTC-PERP",
+        "ETH-PERP",
+    ]
     with pytest.raises(RPCError) as e:
-        get_json(node.url, "/v1/book/0")
+        get_json(node.url, "/v1/book/7")
     assert (e.value.status, e.value.reason) == (404, "UNKNOWN_MARKET")
     with pytest.raises(RPCError) as e:
         submit(node.url, b"\x00not cbor")
@@ -427,3 +532,228 @@ def test_human_output_and_help(chain: tuple[Genesis, Path], wallet: Path) -> Non
     group = run("wallet")
     assert group.returncode == 2
     assert "cancel-all" in group.stdout and "transfer" in group.stdout
+
+
+# --------------------------------------------------------------------------- reads and withdraw
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``lockstep`` in this process: the same ``main`` as ``run`` without an interpreter start
+    (about a second each), so the read commands can be covered flag by flag and stay fast."""
+    for name in [k for k in os.environ if k.startswith("LOCKSTEP_")]:
+        monkeypatch.delenv(name)
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = cli_main(list(argv))
+        except SystemExit as e:  # argparse refusals
+            code = int(e.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
+
+
+def call_json(cli: Cli, *argv: str) -> Any:
+    code, out, err = cli(*argv, "--json")
+    assert (code, err) == (0, "")
+    return json.loads(out)
+
+
+def test_withdraw_exact(chain: tuple[Genesis, Path], wallet: Path, cli: Cli) -> None:
+    genesis, gpath = chain
+    common = ["wallet", "withdraw", "--file", str(wallet), "--genesis", str(gpath)]
+    common += ["--nonce", "4", "--expiry-height", "30", "--dry-run"]
+    doc = call_json(cli, *common, "--amount", "250.25", "--destination", "00ff" * 10)
+    tx = Withdraw(TRADER.public_key, 4, 30, 250_250_000, bytes.fromhex("00ff" * 10)).sign(
+        TRADER, genesis.chain_id
+    )
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == expected(tx, genesis)
+    assert doc["tx"]["body"]["destination"] == "00ff" * 10
+    assert doc["human"] == {"amount": "250.250000"}
+    for bad, message in [("zz", "expected hex bytes"), ("", "expected 1..64 bytes, got 0")]:
+        code, out, err = cli(*common, "--amount", "1", "--destination", bad)
+        assert code == 2 and message in err and out == ""
+    code, _, err = cli(*common, "--amount", "0", "--destination", "ab")
+    assert code == 1 and "lockstep: error:" in err
+
+
+def test_withdraw_submitted(
+    chain: tuple[Genesis, Path], wallet: Path, node: Served, cli: Cli
+) -> None:
+    doc = call_json(
+        cli, "wallet", "withdraw", "--file", str(wallet), "--genesis", str(chain[1]),
+        "--rpc", node.url, "--amount", "1", "--destination", "ab",
+    )  # fmt: skip
+    assert doc["submitted"] == {"tx_id": doc["tx_id"], "status": "accepted"}
+    assert decode_tx(node.answers.submitted[-1]).body.expiry_height == 1234 + 100
+
+
+def test_balance_positions_orders_json(wallet: Path, node: Served, cli: Cli) -> None:
+    own = ["--file", str(wallet), "--rpc", node.url]
+    scalars = {k: v for k, v in ACCOUNT.items() if k not in ("positions", "open_orders")}
+    assert call_json(cli, "wallet", "balance", *own) == scalars
+    assert call_json(cli, "wallet", "positions", *own) == {
+        "owner": OWNER_HEX,
+        "height": 1234,
+        "positions": ACCOUNT["positions"],
+    }
+    assert call_json(cli, "wallet", "orders", *own) == {
+        "owner": OWNER_HEX,
+        "height": 1234,
+        "open_orders": ACCOUNT["open_orders"],
+    }
+    # --account reads anyone's account, no wallet file needed.
+    by_key = ["--account", OWNER_HEX, "--rpc", node.url, "--file", "/nonexistent"]
+    assert call_json(cli, "wallet", "balance", *by_key) == scalars
+
+
+def test_balance_positions_orders_tables(
+    chain: tuple[Genesis, Path], wallet: Path, node: Served, cli: Cli
+) -> None:
+    own = ["--file", str(wallet), "--rpc", node.url]
+    code, out, err = cli("wallet", "balance", *own)
+    assert (code, err) == (0, "")
+    for text in (OWNER_HEX, "1000000.000000", "1000012.500000", "751.000000", "375.500000"):
+        assert text in out
+    # free = min(collateral, equity - initial margin) = 1000012.5 - 751
+    assert "free to withdraw" in out and "999261.500000" in out
+
+    code, out, err = cli("wallet", "positions", *own)
+    assert (code, err) == (0, "")
+    for text in ("BTC-PERP", "-0.250", "-15030.875000", "12.500000", "-0.001200"):
+        assert text in out
+
+    # Lot sizes come from the node's /v1/markets, or from a genesis when one is named.
+    for extra in ([], ["--genesis", str(chain[1])]):
+        code, out, err = cli("wallet", "orders", *own, *extra)
+        assert (code, err) == (0, "")
+        for text in ("ETH-PERP", "SELL (reduce only)", "3010.00", "1.50", "1.00", "42", "91"):
+            assert text in out
+
+    node.answers.accounts[TRADER.public_key] = {**ACCOUNT, "positions": [], "open_orders": []}
+    assert "no open positions" in cli("wallet", "positions", *own)[1]
+    assert "no open orders" in cli("wallet", "orders", *own)[1]
+
+
+def test_book_and_trades(chain: tuple[Genesis, Path], node: Served, cli: Cli) -> None:
+    assert call_json(cli, "wallet", "book", "btc-perp", "--rpc", node.url) == BOOK
+    assert call_json(cli, "wallet", "trades", "0", "--rpc", node.url, "--limit", "7") == {
+        "trades": [TRADE, {**TRADE, "trade_id": 880, "liquidation": True}]
+    }
+    code, out, err = cli(
+        "wallet", "book", "BTC-PERP", "--rpc", node.url, "--depth", "3", "--genesis", str(chain[1])
+    )
+    assert (code, err) == (0, "")
+    for text in ("BTC-PERP book at height 1234", "60123.0", "1.500", "60124.0", "0.800"):
+        assert text in out
+    code, out, err = cli("wallet", "trades", "BTC-PERP", "--rpc", node.url)
+    assert (code, err) == (0, "")
+    for text in ("60123.5", "0.250", "BUY (liquidation)", OTHER.public_key.hex()[:16]):
+        assert text in out
+    assert node.answers.asked == [
+        ("book", 0, 20),
+        ("trades", 0, 7),
+        ("book", 0, 3),
+        ("trades", 0, 50),
+    ]
+    assert "no orders on either side" in cli("wallet", "book", "ETH-PERP", "--rpc", node.url)[1]
+    assert "no trades yet" in cli("wallet", "trades", "1", "--rpc", node.url)[1]
+
+
+def test_status(node: Served, cli: Cli) -> None:
+    doc = call_json(cli, "wallet", "status", "--rpc", node.url)
+    assert doc == {"chain_id": node.answers.chain_id.hex(), "height": 1234, "peers": 3}
+    code, out, _ = cli("wallet", "status", "--rpc", node.url)
+    assert code == 0 and f"Node at {node.url}" in out and node.answers.chain_id.hex() in out
+
+
+def test_read_errors(chain: tuple[Genesis, Path], wallet: Path, node: Served, cli: Cli) -> None:
+    def error(*argv: str) -> str:
+        code, out, err = cli(*argv)
+        assert (code, out) == (1, ""), err
+        assert err.startswith("lockstep: error: ") and err.count("\n") == 1, err
+        return err
+
+    stranger = OTHER.public_key.hex()
+    assert f"no account {stranger} on the chain of {node.url}" in error(
+        "wallet", "balance", "--account", stranger, "--rpc", node.url
+    )
+    assert "no wallet at /nonexistent: give --file PATH, or --account HEX" in error(
+        "wallet", "positions", "--file", "/nonexistent", "--rpc", node.url
+    )
+    assert "unknown market 'DOGE-PERP'; this chain has BTC-PERP, ETH-PERP" in error(
+        "wallet", "book", "DOGE-PERP", "--rpc", node.url
+    )
+    assert "cannot reach the node" in error("wallet", "status", "--rpc", "http://127.0.0.1:9")
+    assert "cannot reach the node" in error("wallet", "trades", "0", "--rpc", "http://127.0.0.1:9")
+    node.answers.accounts[TRADER.public_key] = {**ACCOUNT, "equity": "lots"}
+    assert "unexpected answer from /v1/accounts" in error(
+        "wallet", "balance", "--file", str(wallet), "--rpc", node.url
+    )
+    node.answers.chain_id = bytes(32)
+    assert "refusing to read its markets by this genesis" in error(
+        "wallet", "book", "0", "--rpc", node.url, "--genesis", str(chain[1])
+    )
+    code, _, err = cli("wallet", "book", "0", "--depth", "501")
+    assert code == 2 and "--depth must be in 1..500" in err
+
+
+def test_default_rpc_is_the_config_default() -> None:
+    assert f"http://127.0.0.1:{DEFAULT_RPC_PORT}" == DEFAULT_RPC_URL
+
+
+def shape(doc: Any) -> Any:
+    """The keys of a JSON document, recursively (a list by its first element)."""
+    if isinstance(doc, dict):
+        return {k: shape(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [shape(doc[0])] if doc else []
+    return type(doc).__name__
+
+
+def test_answers_match_views(
+    tmp_path: Path, wallet: Path, chain: tuple[Genesis, Path], node: Served, cli: Cli
+) -> None:
+    """The fixed answers above have the shapes the node's views build over a real exchange, and
+    the tables print those views (so a renamed field fails here, not in a trader's terminal)."""
+    views = pytest.importorskip("lockstep.node.views")
+    from lockstep.node.executor import Exchange
+
+    genesis = chain[0]
+    maker, taker = Signer(seed_of("trader-0")), Signer(seed_of("trader-1"))
+    ex = Exchange.open(tmp_path / "ledger.db", genesis)
+
+    def order(s: Signer, nonce: int, side: Side, market: int, price: int, size: int) -> SignedTx:
+        tif = TimeInForce.GTC
+        place = PlaceOrder(market, side, OrderType.LIMIT, tif, False, price, size, nonce)
+        return Order(s.public_key, nonce, 10, place).sign(s, genesis.chain_id)
+
+    ex.apply_block(
+        1,
+        genesis.genesis_time_ms + 100,
+        [
+            order(maker, 1, Side.SELL, 0, 601_235, 500),
+            order(maker, 2, Side.BUY, 1, 290_000, 150),
+            order(taker, 3, Side.BUY, 0, 601_235, 250),
+            order(taker, 4, Side.BUY, 0, 600_000, 100),
+        ],
+    )
+    btc = genesis.markets[0]
+    account = views.account_json(ex, genesis, maker.public_key)
+    book = views.book_json(ex, btc, 20)
+    trades = views.trades_json(ex, btc, 10)
+    assert shape(account) == shape(ACCOUNT)
+    assert shape(book) == shape(BOOK)
+    assert shape(trades) == [shape(TRADE)]
+
+    node.answers.accounts[maker.public_key] = account
+    read = ["--account", maker.public_key.hex(), "--rpc", node.url]
+    checks = [("balance", account["collateral_usd"]), ("positions", "-0.250"), ("orders", "1.50")]
+    for command, text in checks:
+        code, out, err = cli("wallet", command, *read)
+        assert (code, err) == (0, "") and text in out
