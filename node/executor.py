@@ -469,7 +469,7 @@ class Exchange:
         self.orders[o.order_id] = o
         self.by_client[(o.owner, o.market, o.client_id)] = o
         acct = self.ledger.accounts[o.owner]
-        acct.n_open += 1
+        acct.orders[o.order_id] = o
         book = acct.open_buy if o.side == BUY else acct.open_sell
         book[o.market] = book.get(o.market, 0) + o.remaining
 
@@ -492,7 +492,7 @@ class Exchange:
         self.books[o.market].remove(o)
         del self.orders[o.order_id]
         del self.by_client[(o.owner, o.market, o.client_id)]
-        self.ledger.accounts[o.owner].n_open -= 1
+        del self.ledger.accounts[o.owner].orders[o.order_id]
         self.touched_orders.add(o.order_id)
         self.touched_books.add(o.market)
         kind = "filled" if reason == Reason.OK else "cancelled"
@@ -593,7 +593,7 @@ class Exchange:
         is_buy = place.side == BUY
         size = place.size
         rests = place.order_type == OrderType.LIMIT and place.time_in_force != TimeInForce.IOC
-        if rests and acct.n_open >= MAX_OPEN_ORDERS_PER_ACCOUNT:
+        if rests and len(acct.orders) >= MAX_OPEN_ORDERS_PER_ACCOUNT:
             return Reason.TOO_MANY_OPEN_ORDERS, 0
         if place.reduce_only:
             p = acct.positions.get(market)
@@ -665,14 +665,11 @@ class Exchange:
 
     def cancel_orders(self, acct: AccountState, market: int | None, reason: Reason) -> int:
         """Cancel the account's resting orders in one market (or all); oldest first."""
-        if acct.n_open == 0:
-            return 0
-        mine = sorted(
-            (o for o in self.orders.values() if o.owner == acct.owner)
-            if market is None
-            else (o for o in self.orders.values() if o.owner == acct.owner and o.market == market),
-            key=lambda o: o.order_id,
-        )
+        mine = [
+            acct.orders[oid]
+            for oid in sorted(acct.orders)
+            if market is None or acct.orders[oid].market == market
+        ]
         for o in mine:
             self._remove_order(o, reason)
         return len(mine)
@@ -723,7 +720,7 @@ class Exchange:
             mark = self.ledger.markets[a.market].mark
             mult = self.specs[a.market].mult
             loss += open_loss(is_buy, a.price, a.size, mark, mult)
-        if acct.n_open + n_rest - len(freed) > MAX_OPEN_ORDERS_PER_ACCOUNT:
+        if len(acct.orders) + n_rest - len(freed) > MAX_OPEN_ORDERS_PER_ACCOUNT:
             return Reason.TOO_MANY_OPEN_ORDERS, -1
         if (add_buy or add_sell) and not self._margin_ok_multi(acct, add_buy, add_sell, loss):
             return Reason.INSUFFICIENT_MARGIN, -1
@@ -1076,7 +1073,7 @@ class Exchange:
         if acct is None:
             return None
         equity, im, mm = self.equity_and_requirements(acct)
-        return AccountView(owner, acct.collateral, equity, im, mm, acct.n_open)
+        return AccountView(owner, acct.collateral, equity, im, mm, len(acct.orders))
 
     def positions(self, owner: bytes) -> list[tuple[int, int, int, int, int, int]]:
         """[(market, size, open_notional, realized_pnl, funding_paid, unrealized_pnl)]."""
@@ -1092,14 +1089,15 @@ class Exchange:
         return out
 
     def open_orders(self, owner: bytes, market: int | None = None) -> list[RestingOrder]:
-        return sorted(
-            (
-                o
-                for o in self.orders.values()
-                if o.owner == owner and (market is None or o.market == market)
-            ),
-            key=lambda o: o.order_id,
-        )
+        """The owner's resting orders (in one market or all), oldest first."""
+        acct = self.ledger.accounts.get(owner)
+        if acct is None:
+            return []
+        return [
+            acct.orders[oid]
+            for oid in sorted(acct.orders)
+            if market is None or acct.orders[oid].market == market
+        ]
 
     def recent_trades(self, market: int, limit: int = 100) -> list[Trade]:
         """Newest first."""

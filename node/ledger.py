@@ -82,7 +82,7 @@ class Position:
 
 
 class AccountState:
-    __slots__ = ("collateral", "n_open", "open_buy", "open_sell", "owner", "positions")
+    __slots__ = ("collateral", "open_buy", "open_sell", "orders", "owner", "positions")
 
     def __init__(self, owner: bytes, collateral: int) -> None:
         self.owner = owner
@@ -91,8 +91,8 @@ class AccountState:
         self.open_buy: dict[int, int] = {}
         """Resting buy lots per market (for the initial-margin exposure)."""
         self.open_sell: dict[int, int] = {}
-        self.n_open = 0
-        """Resting orders across markets."""
+        self.orders: dict[int, RestingOrder] = {}
+        """The account's resting orders across markets, by order id."""
 
 
 class MarketState:

@@ -205,7 +205,14 @@ class ExchangeMachine(RuleBasedStateMachine):
         in_books = {o.order_id for b in ex.books.values() for o in b.orders()}
         assert in_books == set(ex.orders)
         for acct in ex.ledger.accounts.values():
-            assert acct.n_open == sum(1 for o in ex.orders.values() if o.owner == acct.owner)
+            mine = {oid for oid, o in ex.orders.items() if o.owner == acct.owner}
+            assert set(acct.orders) == mine
+            for mid in ex.books:
+                buys = sum(o.remaining for o in acct.orders.values()
+                           if o.market == mid and o.side == Side.BUY)
+                sells = sum(o.remaining for o in acct.orders.values()
+                            if o.market == mid and o.side == Side.SELL)
+                assert (acct.open_buy.get(mid, 0), acct.open_sell.get(mid, 0)) == (buys, sells)
 
     # ----------------------------------------------------------------------- the end
 
