@@ -62,6 +62,7 @@ from .ledger import (
     Ledger,
     LedgerStore,
     MarketState,
+    Position,
     Trade,
     u64_from_sql,
     u64_to_sql,
@@ -317,8 +318,6 @@ class Exchange:
                 ms.short_oi,
             ) = row
             led.markets[ms.market_id] = ms
-        from .ledger import Position
-
         for owner, market, size, on, realized, fpaid in store.rows(
             "SELECT * FROM positions ORDER BY owner, market"
         ):
@@ -364,14 +363,15 @@ class Exchange:
         height: int,
         timestamp_ms: int,
         txs: Sequence[SignedTx],
-        proposer: bytes = b"",
+        proposer: object = None,
         tx_ids: Sequence[bytes] | None = None,
     ) -> BlockResult:
         """Apply one finalized block; return its state root, trades, outcomes and events.
 
-        ``tx_ids`` are the transactions' ids if the caller already has them (consensus
-        computed them when verifying); otherwise they are computed here. ``proposer`` is
-        informational (the ledger pays no block reward).
+        ``timestamp_ms`` is the block's (proposer's, bounded by the validators' vote rule) and
+        must not go backwards. ``tx_ids`` are the transactions' ids if the caller already has
+        them (consensus computed them when verifying); otherwise they are computed here.
+        ``proposer`` is informational: the ledger pays no block reward.
         """
         del proposer
         if self.halted is not None:
