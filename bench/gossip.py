@@ -3,21 +3,25 @@
 For each node count (default 4 and 8) and each transport — ``noise`` (the real ``lockstep.net``
 host: Noise XX sessions, frames, seen-cache, validation hook, scoring, rate limits) and
 ``plain`` (a naive unencrypted trio TCP flood, one write per message, the baseline the design
-was measured against) — it runs two phases in fresh processes:
+was measured against) — it runs three phases, each in fresh processes:
 
-* ``burst``: every node publishes its share of ``--messages`` as fast as it can; reports
-  messages/s delivered to *all* other nodes (total messages / time until the last node has the
-  last message) and CPU per delivered message;
-* ``paced``: every node publishes at ``--rate`` total messages/s; reports p50/p99 latency
-  (publish to delivery, wall clock, same host) and CPU per delivered message.
+* ``burst``: every node publishes its share of ``--messages`` as fast as it can; messages/s
+  delivered to *all* other nodes = messages / time until the last node has the last message;
+* ``paced``: every node publishes at its share of ``--rate`` messages/s (5 ms ticks);
+* ``paced-1``: node 0 alone publishes at ``--rate``; the others only receive, so their CPU is
+  the pure receiving cost (column ``rx-only``).
 
-CPU per delivered message is the sum over processes of ``time.process_time()`` during the phase
-divided by messages × (N - 1) deliveries: it includes publishing, forwarding, duplicates,
-encryption and framing. Payloads have the size of a real signed order, and the validator hook
-accepts them without checking the signature; the Ed25519 cost the node adds per order
-(``decode_and_verify_tx``) is measured separately in the parent and printed beside.
+Latency is publish to delivery (wall clock, same host), p50/p99 over all deliveries. ``CPU
+µs/deliv`` is the sum over processes of ``time.process_time()`` during the phase divided by all
+deliveries: it includes publishing, relaying, encryption, framing and every trio wake-up.
+Payloads have the size of a real signed order and the validator hook accepts them without
+checking the signature; the node's per-order ``decode_and_verify_tx`` cost is measured
+separately in the parent and printed beside.
 
 Usage: ``python bench/gossip.py [--nodes 4 8] [--messages 20000] [--rate 4000]``
+
+On a shared or virtual machine a trio wake-up can cost 50-250 µs of CPU (cold caches after
+each sleep), which dominates the paced phases; the burst phase shows the cost per message.
 """
 
 from __future__ import annotations
@@ -94,13 +98,18 @@ def _worker(args: argparse.Namespace) -> None:
 
     n, me = args.n, args.index
     ports = [int(p) for p in args.ports.split(",")]
-    per_pub = args.messages // n
-    expected = per_pub * (n - 1)
+    pubs = args.publishers
+    per_pub = args.messages // pubs
+    publishing = me < pubs
+    expected = per_pub * (pubs - 1 if publishing else pubs)
     size = args.size
     latencies_us: list[int] = []
     done = trio.Event()
     received = [0]
     t_last = [0.0]
+
+    if expected == 0:  # a lone publisher waits for nothing
+        done.set()
 
     def on_payload(p: bytes) -> None:
         _, _, t_ns = HEADER.unpack_from(p)
@@ -123,7 +132,7 @@ def _worker(args: argparse.Namespace) -> None:
                 await trio.sleep(0)
         else:
             interval = 0.005
-            per_tick = max(1, round(args.rate / n * interval))
+            per_tick = max(1, round(args.rate / pubs * interval))
             start = trio.current_time()
             tick = 0
             while seq < per_pub:
@@ -154,6 +163,7 @@ def _worker(args: argparse.Namespace) -> None:
                     "cpu_s": cpu_s,
                     "received": received[0],
                     "expected": expected,
+                    "publisher": publishing,
                     "t_start": t_start,
                     "t_last": t_last[0],
                     "lat_us": latencies_us[:: max(1, len(latencies_us) // 5000)],
@@ -225,7 +235,8 @@ async def _run_noise(args, ports, me, n, on_payload, publish, go_signal, done, f
 
         t_start = time.time()
         cpu0 = time.process_time()
-        nursery.start_soon(publish, send_batch)
+        if me < args.publishers:
+            nursery.start_soon(publish, send_batch)
         with trio.move_on_after(args.timeout):
             await done.wait()
         print("DONE", flush=True)
@@ -332,7 +343,8 @@ async def _run_plain(args, ports, me, n, on_payload, publish, go_signal, done, f
         nursery.start_soon(sender)
         t_start = time.time()
         cpu0 = time.process_time()
-        nursery.start_soon(publish, send_batch)
+        if me < args.publishers:
+            nursery.start_soon(publish, send_batch)
         with trio.move_on_after(args.timeout):
             await done.wait()
         print("DONE", flush=True)
@@ -356,13 +368,16 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def run_phase(transport: str, n: int, messages: int, rate: int, timeout: float) -> dict[str, Any]:
+def run_phase(
+    transport: str, n: int, messages: int, rate: int, publishers: int, timeout: float
+) -> dict[str, Any]:
     ports = _free_ports(n)
     size = _payload_size()
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--transport", transport]
     common = [
         "--n", str(n), "--ports", ",".join(map(str, ports)), "--messages", str(messages),
         "--rate", str(rate), "--size", str(size), "--timeout", str(timeout),
+        "--publishers", str(publishers),
     ]  # fmt: skip
     procs = [
         subprocess.Popen(
@@ -404,12 +419,20 @@ def run_phase(transport: str, n: int, messages: int, rate: int, timeout: float) 
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    per_pub = messages // n
-    total = per_pub * n
+    per_pub = messages // publishers
+    total = per_pub * publishers
     delivered = sum(r["received"] for r in parsed)
     cpu = sum(r["cpu_s"] for r in parsed)
+    rx = [r for r in parsed if not r["publisher"]]
+    rx_cpu_us = (
+        sum(r["cpu_s"] for r in rx) / max(1, sum(r["received"] for r in rx)) * 1e6
+        if rx
+        else float("nan")
+    )
     t0 = min(r["t_start"] for r in parsed)
-    t1 = max(r["t_last"] for r in parsed) if all(r["t_last"] for r in parsed) else float("nan")
+    receivers = [r for r in parsed if r["expected"]]
+    complete = all(r["t_last"] for r in receivers)
+    t1 = max(r["t_last"] for r in receivers) if complete else float("nan")
     lats = sorted(x for r in parsed for x in r["lat_us"])
     if os.environ.get("BENCH_DEBUG"):
         for r in parsed:
@@ -418,9 +441,10 @@ def run_phase(transport: str, n: int, messages: int, rate: int, timeout: float) 
         "transport": transport,
         "nodes": n,
         "messages": total,
-        "delivered_frac": delivered / (total * (n - 1)),
+        "delivered_frac": delivered / sum(r["expected"] for r in parsed),
         "msgs_per_s_to_all": total / (t1 - t0),
         "cpu_us_per_delivery": cpu / max(1, delivered) * 1e6,
+        "rx_cpu_us_per_delivery": rx_cpu_us,
         "p50_ms": lats[len(lats) // 2] / 1000 if lats else float("nan"),
         "p99_ms": lats[int(len(lats) * 0.99)] / 1000 if lats else float("nan"),
     }
@@ -437,7 +461,8 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--rate", type=int, default=4_000, help="paced phase, messages/s in total")
-    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--publishers", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--transports", nargs="+", default=["noise", "plain"])
     args = ap.parse_args()
     if args.worker:
@@ -449,19 +474,24 @@ def main() -> None:
         f"{full_us:.1f} µs CPU (verify alone {sig_us:.1f} µs)"
     )
     hdr = (
-        f"{'transport':9} {'nodes':>5} {'phase':6} {'msgs':>6} {'deliv%':>7} "
-        f"{'msgs/s→all':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/deliv':>13}"
+        f"{'transport':9} {'nodes':>5} {'phase':9} {'msgs':>6} {'deliv%':>7} "
+        f"{'msgs/s→all':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/deliv':>13} {'rx-only':>8}"
     )
     print(hdr)
     for n in args.nodes:
         for transport in args.transports:
-            for phase, rate in (("burst", 0), ("paced", args.rate)):
-                msgs = args.messages if phase == "burst" else min(args.messages, args.rate * 3)
-                r = run_phase(transport, n, msgs, rate, args.timeout)
+            phases = (
+                ("burst", 0, n, args.messages),
+                ("paced", args.rate, n, args.rate * 3),
+                ("paced-1", args.rate, 1, args.rate * 3),
+            )
+            for phase, rate, pubs, msgs in phases:
+                r = run_phase(transport, n, msgs, rate, pubs, args.timeout)
                 print(
-                    f"{transport:9} {n:>5} {phase:6} {r['messages']:>6} "
+                    f"{transport:9} {n:>5} {phase:9} {r['messages']:>6} "
                     f"{100 * r['delivered_frac']:>6.1f}% {r['msgs_per_s_to_all']:>11.0f} "
-                    f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['cpu_us_per_delivery']:>13.1f}",
+                    f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['cpu_us_per_delivery']:>13.1f} "
+                    f"{r['rx_cpu_us_per_delivery']:>8.1f}",
                     flush=True,
                 )
 
