@@ -165,10 +165,16 @@ class GossipRouter:
         self.seen.add(mid, Verdict.ACCEPT, now)
         return True
 
-    def penalise(self, peer: bytes, now: float) -> bool:
-        """Count one invalid message outside gossip (malformed envelope, bad direct message)."""
+    def admit(self, peer: bytes, size: int, now: float) -> str | None:
+        """Charge a non-gossip frame (ping, peers, sync) to the peer's buckets.
+
+        Returns a disconnect reason if the peer is over its limits often enough to be cut off;
+        the frame should be dropped whenever the buckets could not cover it.
+        """
         st = self._peers.get(peer)
-        return st is not None and st.score.on_invalid(now)
+        if st is None or (st.msgs.try_take(1, now) and st.bytes_.try_take(size, now)):
+            return None
+        return "rate_limited" if st.score.on_flood(now) else "dropped"
 
     def receive(
         self,

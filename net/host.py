@@ -442,8 +442,14 @@ class Host:
             for kind, body in frames:
                 if kind in VALIDATED_KINDS:
                     gossip.append((kind, body))
-                else:
+                    continue
+                verdict = self.router.admit(conn.key, len(body), now)
+                if verdict is None:
                     self._on_control(conn, kind, body, now)
+                elif verdict == "dropped":
+                    self.stats["flooded"] += 1
+                else:
+                    self._ban(conn, verdict)
                     if conn.close_reason is not None:
                         return
             if not gossip:

@@ -346,3 +346,21 @@ async def test_a_failing_validator_does_not_crash_the_host() -> None:
             assert events(logs, "validator_failed")
             assert a.is_connected(b.key) and a.stats["ignored"] == 1
             nursery.cancel_scope.cancel()
+
+
+async def test_control_frames_count_against_the_rate_limit() -> None:
+    """A peer spamming pings (never gossip) is cut off by the same buckets."""
+    g, s = net_genesis(2)
+    gossip = with_gossip(msgs_per_s=1_000.0, msgs_burst=200.0)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            host = await start_host(nursery, g, s[0], gossip=gossip)
+            stream, session = await raw_session(host.listen_port, g, s[1])
+            pings = b"".join(frame(Kind.PING, Ping(i).encode()) for i in range(300))
+            for _ in range(10):
+                try:
+                    await stream.send_all(session.seal(pings))
+                except trio.BrokenResourceError:
+                    break
+            await wait_for(lambda: events(logs, "peer_disconnected", reason="rate_limited"))
+            nursery.cancel_scope.cancel()
