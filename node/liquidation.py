@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 
 from lockstep.consensus.genesis import PPM
 
-from .margin import floor_div, maintenance_requirement, tier_for
+from .margin import floor_div, maintenance_requirement, rates
 from .mempool_rules import INSURANCE_FUND, SYSTEM_ACCOUNTS, Reason
 
 if TYPE_CHECKING:
@@ -180,10 +180,8 @@ def unwind_fund(ex: Exchange) -> None:
         p = fund.positions[mid]
         if not p.size or not ex.books[mid].orders_on(p.size < 0):
             continue
-        mk = ex.markets[mid]
         mark = led.markets[mid].mark
-        notional = abs(p.size) * mark * mk.contract_multiplier
-        band = tier_for(mk.leverage_tiers, notional).maintenance_margin_ppm
+        band = rates(ex.specs[mid], abs(p.size) * mark * ex.specs[mid].mult)[1]
         is_buy = p.size < 0
         ex.take_liquidity(fund, mid, is_buy, band_price(mark, band, is_buy), abs(p.size))
 
@@ -230,10 +228,8 @@ def liquidate(ex: Exchange, acct: AccountState) -> None:
         if not p.size:
             continue
         started[mid] = p.size
-        mk = ex.markets[mid]
         mark = led.markets[mid].mark
-        notional = abs(p.size) * mark * mk.contract_multiplier
-        band = tier_for(mk.leverage_tiers, notional).maintenance_margin_ppm
+        band = rates(ex.specs[mid], abs(p.size) * mark * ex.specs[mid].mult)[1]
         is_buy = p.size < 0
         by_book[mid] = ex.take_liquidity(
             acct, mid, is_buy, band_price(mark, band, is_buy), abs(p.size), liquidation=True
@@ -262,7 +258,7 @@ def liquidate(ex: Exchange, acct: AccountState) -> None:
         if fund_equity - deficit >= fund_mm_after:
             for mid, size in remaining:
                 mark = led.markets[mid].mark
-                mult = ex.markets[mid].contract_multiplier
+                mult = ex.specs[mid].mult
                 led.trade(acct, mid, -size, mark, mult)
                 led.trade(fund, mid, size, mark, mult)
                 by_fund[mid] = abs(size)
@@ -328,8 +324,7 @@ def _deleverage(
 ) -> list[tuple[bytes, int, int, int]]:
     """Close ``size`` lots of X's position at the mark against ranked opposite positions."""
     led = ex.ledger
-    mk = ex.markets[mid]
-    mult = mk.contract_multiplier
+    mult = ex.specs[mid].mult
     mark = led.markets[mid].mark
     ranked = []
     for owner in led.holders[mid]:
