@@ -46,10 +46,7 @@ from lockstep.consensus.actions import (
     Transfer,
     TxBody,
     Withdraw,
-    decode_and_verify_tx,
 )
-from lockstep.consensus.codec import CodecError
-from lockstep.consensus.crypto import SignatureError
 from lockstep.consensus.genesis import PPM, Genesis, Market
 
 from . import funding as fundingmod
@@ -75,6 +72,7 @@ from .mempool_rules import (
     MAX_OPEN_ORDERS_PER_ACCOUNT,
     SYSTEM_ACCOUNTS,
     Reason,
+    check_envelope,
     check_static,
     genesis_tables,
 )
@@ -1021,12 +1019,9 @@ class Exchange:
         stateful ones that do not need matching (replay, account, client ids, margin) against
         the state after the last applied block, for inclusion in the next one.
         """
-        try:
-            tx, tx_id = decode_and_verify_tx(data, self.chain_id)
-        except CodecError as e:
-            return Admission(Reason.MALFORMED, None, None, -1, str(e))
-        except SignatureError as e:
-            return Admission(Reason.BAD_SIGNATURE, None, None, -1, str(e))
+        reason, tx, tx_id, detail = check_envelope(data, self.chain_id)
+        if tx is None:
+            return Admission(reason, None, None, -1, detail)
         reason, action = self.check_tx(tx)
         return Admission(reason, tx, tx_id, action)
 

@@ -37,11 +37,15 @@ from lockstep.consensus.actions import (
     Order,
     OrderType,
     PlaceOrder,
+    SignedTx,
     TimeInForce,
     Transfer,
     TxBody,
     Withdraw,
+    decode_and_verify_tx,
 )
+from lockstep.consensus.codec import CodecError
+from lockstep.consensus.crypto import SignatureError
 from lockstep.consensus.genesis import Genesis, Market
 
 __all__ = [
@@ -50,6 +54,7 @@ __all__ = [
     "SYSTEM_ACCOUNTS",
     "Reason",
     "check_action",
+    "check_envelope",
     "check_static",
 ]
 
@@ -119,6 +124,19 @@ SYSTEM_ACCOUNTS = frozenset({INSURANCE_FUND, FEE_ACCOUNT})
 
 MAX_OPEN_ORDERS_PER_ACCOUNT = 512
 """Resting orders per account across markets: 8 full batches of re-quotes, bounds book memory."""
+
+
+def check_envelope(
+    data: bytes, chain_id: bytes
+) -> tuple[Reason, SignedTx | None, bytes | None, str]:
+    """Strict decoding and signature: (reason, tx, tx id, detail for the client)."""
+    try:
+        tx, tx_id = decode_and_verify_tx(data, chain_id)
+    except CodecError as e:
+        return Reason.MALFORMED, None, None, str(e)
+    except SignatureError as e:
+        return Reason.BAD_SIGNATURE, None, None, str(e)
+    return Reason.OK, tx, tx_id, ""
 
 
 def check_expiry(body: TxBody, height: int) -> Reason:
