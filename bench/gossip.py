@@ -464,6 +464,7 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--transports", nargs="+", default=["noise", "plain"])
+    ap.add_argument("--phases", nargs="+", default=["burst", "paced", "paced-1"])
     args = ap.parse_args()
     if args.worker:
         _worker(args)
@@ -486,6 +487,8 @@ def main() -> None:
                 ("paced-1", args.rate, 1, args.rate * 3),
             )
             for phase, rate, pubs, msgs in phases:
+                if phase not in args.phases:
+                    continue
                 r = run_phase(transport, n, msgs, rate, pubs, args.timeout)
                 print(
                     f"{transport:9} {n:>5} {phase:9} {r['messages']:>6} "

@@ -94,6 +94,9 @@ class HostConfig:
     (~40 µs each in trio) is shared by every order queued meanwhile. A block is 50 ms (default
     timing), so 10 ms is affordable; CometBFT's connections throttle flushes at 100 ms
     (``flush_throttle_timeout``). Consensus and control frames never wait."""
+    session_linger_s: float = 1.0
+    """A duplicate session being dropped (tie-break) is still read this long, so frames the peer
+    wrote on it before switching are not lost; many round trips on any sane path."""
     dial_grace_s: float = 1.0
     """A node waits this long before dialling a peer with a smaller key (see peer_manager)."""
     max_handshakes: int = 64
@@ -331,10 +334,10 @@ class Host:
                 self.key, conn.key, old.initiated_locally, conn.initiated_locally
             ):
                 log.info("peer_duplicate_closed", node=self.short, peer=conn.short, kept="existing")
-                conn.close("duplicate_session")
+                self._retire(conn, old, "duplicate_session")
                 await conn.run()
                 return
-            old.close("replaced_by_new_session")
+            self._retire(old, conn, "replaced_by_new_session")
         self._conns[conn.key] = conn
         self.router.add_peer(conn.key, trio.current_time())
         self._notify_connected()
@@ -363,6 +366,20 @@ class Host:
                 detail=conn.close_detail,
                 dropped_tx=conn.dropped_tx,
             )
+
+    def _retire(self, loser: PeerConnection, winner: PeerConnection, reason: str) -> None:
+        """End a duplicate session without losing frames (module peer, ``retire``).
+
+        The loser's unsent frames move to the winner; it keeps reading what the peer wrote on it
+        before the peer switched, for ``session_linger_s``, and is then closed.
+        """
+        loser.retire(winner)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._close_later, loser, reason)
+
+    async def _close_later(self, conn: PeerConnection, reason: str) -> None:
+        await trio.sleep(self.config.session_linger_s)
+        conn.close(reason)
 
     def _notify_connected(self) -> None:
         self._connected_changed.set()

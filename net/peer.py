@@ -108,11 +108,15 @@ class PeerConnection:
         """The peer's own sessions, as it last announced them (``Kind.PEERS``)."""
         self._ping_sent: dict[int, float] = {}
         self._write_started: float | None = None
+        self.successor: PeerConnection | None = None
+        """Set when a newer session to the same peer replaced this one (see ``retire``)."""
 
     # ----------------------------------------------------------------- sending (never blocks)
 
     def enqueue(self, frame: bytes, priority: int) -> bool:
         """Queue an encoded frame; return False if it was dropped (queue full or closed)."""
+        if self.successor is not None:
+            return self.successor.enqueue(frame, priority)
         if self.close_reason is not None:
             return False
         n = len(frame)
@@ -140,6 +144,24 @@ class PeerConnection:
         if qb[1] >= TX_FLUSH_BYTES and not self._urgent.is_set():
             self._urgent.set()
         return True
+
+    def retire(self, successor: PeerConnection) -> None:
+        """Hand every unsent frame, and all later sends, to ``successor``; keep reading.
+
+        Used when two sessions to one peer exist (simultaneous dials, a restart): frames queued
+        here go out first on the successor, in order, so the switch loses nothing we hold.
+        """
+        assert successor is not self and successor.key == self.key
+        self.successor = successor
+        for prio in (0, 1, 2):
+            q = self._queues[prio]
+            if q:
+                successor._queues[prio].extendleft(reversed(q))
+                successor._queued_bytes[prio] += self._queued_bytes[prio]
+                q.clear()
+                self._queued_bytes[prio] = 0
+        if not successor._wake.is_set():
+            successor._wake.set()
 
     def close(self, reason: str, detail: str = "") -> None:
         """Close the connection (from any task); the first reason given is the one logged."""

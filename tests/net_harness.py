@@ -30,6 +30,7 @@ FAST = dict(
     idle_timeout_s=0.6,
     write_timeout_s=1.0,
     dial_grace_s=0.05,
+    session_linger_s=0.2,
     backoff=BackoffParams(base_s=0.05, cap_s=0.3),
 )
 
