@@ -85,11 +85,13 @@ class BlockStore:
             "INSERT OR REPLACE INTO roots (height, root) VALUES (?, ?)", (height, root)
         )
 
-    def roots_from(self, first: int) -> list[tuple[int, bytes]]:
+    def roots_from(self, first: int, last: int = 2**63 - 1) -> list[tuple[int, bytes]]:
+        """Recorded roots for heights ``first..last`` inclusive, in order."""
         return [
             (int(h), bytes(r))
             for h, r in self._db.execute(
-                "SELECT height, root FROM roots WHERE height >= ? ORDER BY height", (first,)
+                "SELECT height, root FROM roots WHERE height BETWEEN ? AND ? ORDER BY height",
+                (first, last),
             )
         ]
 

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 import trio
 from lockstep.net.rate_limit import TokenBucket
 from starlette.applications import Starlette
@@ -36,11 +37,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .streams import MAX_SUBSCRIPTIONS_PER_CONNECTION, StreamError, StreamHub
 
+log = structlog.get_logger("lockstep.rpc")
+
 MAX_BATCH_SUBMISSIONS = 256
 """Transactions in one POST /v1/actions/batch (each is verified: ~15 ms of CPU at most)."""
 
 MAX_STATUS_QUERIES = 1_000
 MAX_ROOTS_PER_QUERY = 1_000
+MAX_BLOCKS_PER_QUERY = 100
 MAX_WAIT_MS = 30_000
 LOCALHOST = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -67,11 +71,12 @@ class NodeApi(Protocol):
     async def submit(self, raw: bytes) -> Admission: ...
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None: ...
     def status(self) -> dict[str, Any]: ...
-    def markets(self) -> list[dict[str, Any]]: ...
+    async def markets(self) -> list[dict[str, Any]]: ...
     async def book(self, market: int, depth: int) -> dict[str, Any] | None: ...
     async def trades(self, market: int, limit: int) -> list[dict[str, Any]] | None: ...
     async def account(self, owner: bytes) -> dict[str, Any] | None: ...
     async def block(self, height: int) -> dict[str, Any] | None: ...
+    async def blocks(self, first: int, last: int) -> list[dict[str, Any]]: ...
     async def action(self, tx_id: bytes) -> dict[str, Any] | None: ...
     async def actions(self, tx_ids: list[bytes]) -> list[dict[str, Any] | None]: ...
     async def state_roots(self, first: int, last: int) -> list[dict[str, Any]]: ...
@@ -183,12 +188,12 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
           422: {description: refused by an admission rule; error is the reason code}
           504: {description: not committed within timeout_ms}
         """
+        wait = request.query_params.get("wait", "false").lower() in ("1", "true", "yes")
+        timeout_ms = _int_param(request, "timeout_ms", 10_000, 1, MAX_WAIT_MS)
         raw = await tx_bytes(request)
         admission = await node.submit(raw)
-        wait = request.query_params.get("wait", "false").lower() in ("1", "true", "yes")
         if not admission.accepted or not wait or admission.tx_id is None:
             return _admission_response(admission)
-        timeout_ms = _int_param(request, "timeout_ms", 10_000, 1, MAX_WAIT_MS)
         result = await node.wait_committed(admission.tx_id, timeout_ms / 1000)
         if result is None:
             return _error(
@@ -197,7 +202,10 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
                 f"not committed within {timeout_ms} ms",
                 tx_id=admission.tx_id.hex(),
             )
-        return _admission_response(admission, {"status": "committed", "result": result})
+        # "committed": applied; "rejected": in a block but refused by an exchange rule.
+        return _admission_response(
+            admission, {"status": result.get("status", "committed"), "result": result}
+        )
 
     async def submit_batch(request: Request) -> Response:
         """
@@ -246,7 +254,7 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
         summary: Markets of this chain, with tick and lot sizes and index/mark prices
         responses: {200: {description: markets}}
         """
-        return JSONResponse({"markets": node.markets()})
+        return JSONResponse({"markets": await node.markets()})
 
     def market_param(request: Request) -> int:
         raw = request.path_params["market"]
@@ -301,6 +309,19 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
         if result is None:
             raise RpcError(404, "UNKNOWN_BLOCK", "no committed block at that height")
         return JSONResponse(result)
+
+    async def blocks(request: Request) -> Response:
+        """
+        summary: Committed blocks in a height range (compact form)
+        parameters:
+          - {name: from, in: query, schema: {type: integer}}
+          - {name: to, in: query, schema: {type: integer}}
+        responses: {200: {description: '{"blocks": [block, ...]}, at most 100'}}
+        """
+        first = _int_param(request, "from", 1, 1, 2**63 - 1)
+        last = _int_param(request, "to", first + MAX_BLOCKS_PER_QUERY - 1, first, 2**63 - 1)
+        last = min(last, first + MAX_BLOCKS_PER_QUERY - 1)
+        return JSONResponse({"blocks": await node.blocks(first, last)})
 
     async def action(request: Request) -> Response:
         """
@@ -417,6 +438,7 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
         Route("/v1/book/{market}", book),
         Route("/v1/trades/{market}", trades),
         Route("/v1/accounts/{owner}", account),
+        Route("/v1/blocks", blocks),
         Route("/v1/blocks/{height}", block),
         Route("/v1/actions/status", actions_status, methods=["POST"]),
         Route("/v1/actions/{tx_id}", action),
@@ -431,7 +453,13 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
         assert isinstance(exc, RpcError)
         return _error(exc.status, exc.error, exc.message)
 
-    app = Starlette(routes=routes, exception_handlers={RpcError: rpc_error})
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("rpc_internal_error", path=request.url.path, error=repr(exc), exc_info=exc)
+        return _error(500, "INTERNAL", "the node failed to answer; see its log")
+
+    app = Starlette(
+        routes=routes, exception_handlers={RpcError: rpc_error, Exception: internal_error}
+    )
 
     return EdgeLimits(app, limits)
 

@@ -81,7 +81,8 @@ def trade_json(t: Trade, m: Market) -> dict[str, Any]:
 
 
 def trades_json(ex: Exchange, m: Market, limit: int) -> list[dict[str, Any]]:
-    return [trade_json(t, m) for t in ex.recent_trades(m.market_id, limit)]
+    # Looked up on the class: the instance also has a ``recent_trades`` attribute (the rings).
+    return [trade_json(t, m) for t in Exchange.recent_trades(ex, m.market_id, limit)]
 
 
 def account_json(ex: Exchange, genesis: Genesis, owner: bytes) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import trio
 
 STATUS_CHUNK = 500
 
@@ -39,7 +40,12 @@ class Report:
 
 
 async def _get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
-    r = await client.get(url, params=params or None, timeout=10.0)
+    """GET with polite retries when the node rate-limits us (429)."""
+    for attempt in range(20):
+        r = await client.get(url, params=params or None, timeout=10.0)
+        if r.status_code != 429:
+            break
+        await trio.sleep(0.1 * (attempt + 1))
     r.raise_for_status()
     return r.json()
 
@@ -90,6 +96,7 @@ async def check_network(
     # 2. every acknowledged action is accounted for
     ids = sorted(acked)
     counts: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     unknown: list[bytes] = []
     pending: list[bytes] = []
     for i in range(0, len(ids), STATUS_CHUNK):
@@ -105,23 +112,37 @@ async def check_network(
                 unknown.append(tx_id)
                 continue
             counts[st["status"]] = counts.get(st["status"], 0) + 1
+            if st["status"] == "rejected":
+                reasons[st["reason"]] = reasons.get(st["reason"], 0) + 1
             if st["status"] == "pending":
                 pending.append(tx_id)
     rep.figures["acked"] = len(ids)
     rep.figures["acked_outcomes"] = counts
+    rep.figures["rejection_reasons"] = reasons
     if unknown:
         rep.fail(
             f"{len(unknown)} acknowledged actions are unknown to node0 "
             f"(first {unknown[0].hex()[:16]}, acknowledged by node{acked[unknown[0]]})"
         )
     else:
-        rep.note(f"all {len(ids)} acknowledged actions accounted for: {counts}")
+        rep.note(
+            f"all {len(ids)} acknowledged actions accounted for: {counts}; "
+            f"rejected in blocks by reason: {reasons}"
+        )
 
     # 3. no transaction in two blocks
     seen: dict[str, int] = {}
     doubles = 0
-    for h in range(1, common + 1):
-        block = await _get(client, rpc_urls[0] + f"/v1/blocks/{h}")
+    blocks: list[dict[str, Any]] = []
+    h = 1
+    while h <= common:
+        page = await _get(client, rpc_urls[0] + "/v1/blocks", **{"from": h, "to": common})
+        if not page["blocks"]:
+            break
+        blocks.extend(page["blocks"])
+        h = int(page["blocks"][-1]["height"]) + 1
+    for block in blocks:
+        h = int(block["height"])
         for tx_id in block["tx_ids"]:
             if tx_id in seen:
                 doubles += 1

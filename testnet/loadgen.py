@@ -93,6 +93,11 @@ class Stats:
         return xs[len(xs) // 2], xs[min(len(xs) - 1, (len(xs) * 99) // 100)]
 
 
+def _spacing(m: Market) -> int:
+    """Ticks between a market maker's levels: ~5 basis points of the starting price."""
+    return max(1, m.initial_price_ticks // 20_000)
+
+
 class LoadGenerator:
     def __init__(
         self,
@@ -223,7 +228,7 @@ class LoadGenerator:
     async def _market_maker(
         self, client: httpx.AsyncClient, signer: Signer, m: Market, j: int
     ) -> None:
-        levels, spacing = 5, max(1, m.initial_price_ticks // 20_000)  # ~5 bps apart
+        levels, spacing = 5, _spacing(m)
         await trio.sleep(0.2 * j)
         while True:
             mid = self.price(m.market_id)
@@ -291,7 +296,8 @@ class LoadGenerator:
                 )
                 body = Order(**self._body_header(signer), place=place)
             else:
-                cross = mid + (20 if side == Side.BUY else -20)
+                reach = 4 * _spacing(m)  # through the makers' first levels
+                cross = mid + (reach if side == Side.BUY else -reach)
                 place = PlaceOrder(
                     m.market_id,
                     side,

@@ -281,17 +281,11 @@ async def _drain_and_check(
     await trio.to_thread.run_sync(net.wait_ready, 60.0)
     lg.down.clear()
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while time.monotonic() < deadline:
+    quiet = 0
+    while time.monotonic() < deadline and quiet < 2:
         await monitor.poll(client)
         statuses = [v.status for v in monitor.views]
-        heights = [int(s["height"]) for s in statuses if s]
-        if (
-            statuses
-            and all(s and s["mempool"] == 0 for s in statuses)
-            and heights
-            and (min(heights) == max(heights))
-        ):
-            break
+        quiet = quiet + 1 if all(s and s["mempool"] == 0 for s in statuses) else 0
         await trio.sleep(0.5)
     gaps = getattr(monitor, "fault_gaps", [])
     bound = getattr(monitor, "gap_bound_s", None)

@@ -30,12 +30,12 @@ class FixedAnswers:
         return Admission(b"\x02" * 32, "OK", 0)
 
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None:
-        return {"height": 3, "fills": []}
+        return {"height": 3, "status": "committed", "fills": []}
 
     def status(self) -> dict[str, Any]:
         return {"height": 1}
 
-    def markets(self) -> list[dict[str, Any]]:
+    async def markets(self) -> list[dict[str, Any]]:
         return []
 
     async def book(self, market: int, depth: int) -> dict[str, Any] | None:

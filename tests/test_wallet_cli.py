@@ -376,7 +376,7 @@ class ChainAnswers:
     def status(self) -> dict[str, Any]:
         return {"chain_id": self.chain_id.hex(), "height": self.height, "peers": 3}
 
-    def markets(self) -> list[dict[str, Any]]:
+    async def markets(self) -> list[dict[str, Any]]:
         # The daemon's shape (node/daemon.py ``markets``).
         return [
             {

@@ -1,0 +1,214 @@
+"""The node's side of consensus: what goes into a block this node proposes, and whether a
+block another validator proposes gets this node's vote.
+
+Theory of operation. The replica calls these hooks synchronously from ``handle``, on the trio
+thread, so they use only state that lives there: the mempool, the set of transactions this
+node has already verified, the state roots of applied heights, and the transactions of blocks
+proposed but not yet committed ("in flight"). The exchange itself lives on the SQLite worker
+and is never read here.
+
+Proposing: the oldest pending transactions that are not already in an uncommitted ancestor,
+within the block limits, and the state root of the last height this node has applied (with
+that height: execution is pipelined, so in steady state the root lags the block by two).
+
+Voting: a block gets a vote only if its timestamp is not before its parent's nor too far
+ahead of this node's clock, it carries no transaction twice, every transaction's signature
+verifies (most were already verified on arrival and are looked up), and its state root
+matches this node's own root at the named height when this node has applied that height
+(otherwise the root is remembered and checked when it gets there; a mismatch stops the node).
+Consensus never looks inside transactions; the exchange skips inadmissible ones
+deterministically when the block is applied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import structlog
+from lockstep.consensus import limits
+from lockstep.consensus.actions import SignedTx
+from lockstep.consensus.crypto import SignatureError, sha256, signing_bytes
+from lockstep.consensus.messages import Block
+from lockstep.consensus.replica import Payload
+
+from .mempool import Mempool
+
+log = structlog.get_logger("lockstep.node")
+
+VERIFIED_CACHE_TXS = 200_000
+"""Transaction ids whose signature this node checked (a few blocks' worth beyond the pool)."""
+
+ROOT_HISTORY = 4_096
+"""Applied heights whose state root is kept to check proposals against."""
+
+TX_OVERHEAD_BYTES = 16
+"""Allowance per transaction for its CBOR framing inside a block's list."""
+
+
+class StateDivergence(AssertionError):
+    """A committed block names a state root this node did not compute: the ledgers differ.
+
+    Never a peer's fault alone; the node stops loudly rather than run on a forked ledger.
+    """
+
+
+def tx_id_of(tx: SignedTx, chain_id: bytes) -> bytes:
+    return tx.tx_id(chain_id)
+
+
+class ChainApp:
+    def __init__(
+        self,
+        chain_id: bytes,
+        mempool: Mempool,
+        max_clock_drift_ms: int,
+        block_max_txs: int = limits.MAX_BLOCK_TXS,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.chain_id = chain_id
+        self.mempool = mempool
+        self.max_clock_drift_ms = max_clock_drift_ms
+        self.block_max_txs = min(block_max_txs, limits.MAX_BLOCK_TXS)
+        self.clock_ms = clock_ms
+        self.verified: OrderedDict[bytes, None] = OrderedDict()
+        self.roots: OrderedDict[int, bytes] = OrderedDict()
+        self.applied_height = 0
+        self.applied_root = b""
+        self.expected_roots: dict[int, bytes] = {}
+        self.inflight: dict[bytes, tuple[bytes, frozenset[bytes]]] = {}
+        """block hash → (parent hash, tx ids) for blocks seen but not committed."""
+        self.block_tx_ids: dict[bytes, tuple[bytes, ...]] = {}
+        self.refused: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def note_verified(self, tx_id: bytes) -> None:
+        self.verified[tx_id] = None
+        if len(self.verified) > VERIFIED_CACHE_TXS:
+            self.verified.popitem(last=False)
+
+    def note_applied(self, height: int, root: bytes) -> None:
+        """The exchange applied ``height``; check any root a committed block claimed for it."""
+        assert height == self.applied_height + 1 or self.applied_height == 0, (
+            f"applied height {height} after {self.applied_height}"
+        )
+        self.applied_height, self.applied_root = height, root
+        self.roots[height] = root
+        while len(self.roots) > ROOT_HISTORY:
+            self.roots.popitem(last=False)
+        claimed = self.expected_roots.pop(height, None)
+        if claimed is not None and claimed != root:
+            raise StateDivergence(
+                f"state root mismatch at height {height}: the chain says {claimed.hex()}, "
+                f"this node computed {root.hex()}"
+            )
+
+    def note_committed(self, block: Block, block_hash: bytes) -> tuple[bytes, ...]:
+        """A block is final: remember the root it claims; return its transaction ids."""
+        self.inflight.pop(block_hash, None)
+        ids = self.block_tx_ids.pop(block_hash, None)
+        if ids is None:
+            ids = tuple(tx.tx_id(self.chain_id) for tx in block.txs)
+        if block.state_height > self.applied_height:
+            self.expected_roots[block.state_height] = block.state_root
+        elif block.state_height and self.roots.get(block.state_height, block.state_root) != (
+            block.state_root
+        ):
+            raise StateDivergence(
+                f"committed block {block.height} claims root {block.state_root.hex()} at height "
+                f"{block.state_height}; this node computed {self.roots[block.state_height].hex()}"
+            )
+        self._prune_inflight(block.height)
+        return ids
+
+    def _prune_inflight(self, committed_height: int) -> None:
+        """Forget uncommitted blocks that can no longer commit (at or below the new tip)."""
+        if len(self.inflight) > 4 * limits.MAX_VALIDATORS:
+            for h in list(self.inflight)[: len(self.inflight) // 2]:
+                self.inflight.pop(h, None)
+                self.block_tx_ids.pop(h, None)
+        del committed_height
+
+    def _ancestor_tx_ids(self, parent_hash: bytes) -> set[bytes]:
+        ids: set[bytes] = set()
+        h, steps = parent_hash, 0
+        while h in self.inflight and steps < 64:
+            parent, tx_ids = self.inflight[h]
+            ids |= tx_ids
+            h, steps = parent, steps + 1
+        return ids
+
+    # ------------------------------------------------------------------ replica hooks
+
+    def make_payload(self, parent: Block | None, height: int, view: int, now_ms: int) -> Payload:
+        parent_hash = self._hash(parent) if parent is not None else None
+        taken = self._ancestor_tx_ids(parent_hash) if parent_hash else set()
+        budget = limits.MAX_BLOCK_BYTES - 64 * 1024  # room for the header, QC and tickets
+        txs: list[SignedTx] = []
+        size = 0
+        for p in self.mempool.take(self.block_max_txs + len(taken), budget, height):
+            if p.tx_id in taken:
+                continue
+            if len(txs) >= self.block_max_txs or size + len(p.raw) + TX_OVERHEAD_BYTES > budget:
+                break
+            txs.append(p.tx)
+            size += len(p.raw) + TX_OVERHEAD_BYTES
+        state_height = self.applied_height
+        if parent is not None and parent.state_height > state_height:
+            state_height = parent.state_height  # a lagging proposer repeats its parent's claim
+            root = parent.state_root
+        else:
+            root = self.applied_root or bytes(32)
+        return Payload(tuple(txs), root, state_height)
+
+    def validate_block(self, block: Block, parent: Block | None) -> bool:
+        reason = self._refusal(block, parent)
+        if reason is not None:
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+            log.warning("block_refused", height=block.height, view=block.view, reason=reason)
+            return False
+        return True
+
+    def _refusal(self, block: Block, parent: Block | None) -> str | None:
+        parent_ts = parent.timestamp_ms if parent is not None else 0
+        if block.timestamp_ms < parent_ts:
+            return "timestamp_before_parent"
+        if block.timestamp_ms > self.clock_ms() + self.max_clock_drift_ms:
+            return "timestamp_in_future"
+        parent_state = parent.state_height if parent is not None else 0
+        if not parent_state <= block.state_height < block.height:
+            return "state_height_out_of_order"
+        if (
+            block.state_height == parent_state
+            and parent is not None
+            and (block.state_root != parent.state_root)
+        ):
+            return "state_root_changed_without_height"
+        known = self.roots.get(block.state_height)
+        if known is not None and known != block.state_root:
+            return "state_root_mismatch"
+        ids = []
+        for tx in block.txs:
+            body = tx.body
+            body_bytes = body.encode()
+            msg = signing_bytes(body.DOMAIN, self.chain_id, body_bytes)
+            tx_id = sha256(msg)
+            if tx_id not in self.verified and tx_id not in self.mempool:
+                try:
+                    tx.verify(self.chain_id)
+                except SignatureError:
+                    return "bad_transaction_signature"
+                self.note_verified(tx_id)
+            ids.append(tx_id)
+        id_set = frozenset(ids)
+        if len(id_set) != len(ids):
+            return "duplicate_transaction"
+        block_hash = self._hash(block)
+        self.inflight[block_hash] = (block.parent_hash, id_set)
+        self.block_tx_ids[block_hash] = tuple(ids)
+        return None
+
+    def _hash(self, block: Block) -> bytes:
+        return block.block_hash(self.chain_id)

@@ -1,0 +1,805 @@
+"""The node daemon: net ↔ consensus replica ↔ mempool ↔ exchange ↔ RPC, in one trio nursery.
+
+Theory of operation. One task owns the consensus replica and feeds it events from a single
+channel (peer messages, timers, "transactions available"), performing the effects it returns in
+order: a ``PersistSafety`` is fsync'd before anything after it happens, so no vote or timeout
+ever leaves before the state that justifies it is durable. ``Commit`` effects go, in height
+order, to the committer task, which stores each committed block with its certificate in the
+block store (durably) *before* the exchange applies it on the SQLite worker; then it updates
+the mempool, the state-root history, metrics, streams and RPC waiters.
+
+Start-up (CometBFT's handshake): compare the block store's height with the ledger's. A ledger
+ahead of the store cannot be explained and stops the node; a ledger behind it is replayed from
+the store; every stored block's state-root claim is checked against the roots this node computed.
+Then the replica starts from the persisted safety state and the recent committed blocks.
+
+Transactions arrive from the RPC and from gossip. Both paths verify the signature and the static
+rules on the trio thread, then the stateful rules on the worker, then enter the mempool; the RPC
+path also gossips them. A node never forwards what it has not validated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from lockstep.consensus import limits
+from lockstep.consensus.actions import SignedTx, decode_and_verify_tx, decode_tx
+from lockstep.consensus.codec import CodecError, decode
+from lockstep.consensus.crypto import SignatureError, sha256, signing_bytes
+from lockstep.consensus.effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
+from lockstep.consensus.events import (
+    Event,
+    MessageReceived,
+    Start,
+    TimerFired,
+    TimerKind,
+    TransactionsAvailable,
+)
+from lockstep.consensus.genesis import Genesis
+from lockstep.consensus.messages import Block, Proposal, QuorumCert, Timeout, Vote, VrfTicket
+from lockstep.consensus.replica import Replica
+from lockstep.consensus.safety_rules import SafetyState
+from lockstep.consensus.sync import (
+    BlockRequest,
+    BlockResponse,
+    CommittedBlock,
+    CommittedRequest,
+    CommittedResponse,
+    SyncInfo,
+)
+from lockstep.net.framing import Kind
+from lockstep.net.gossip import Verdict
+from lockstep.net.host import Host, HostConfig
+from lockstep.net.sync import MAX_SYNC_RESPONSE_BYTES
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import views
+from .block_store import BlockStore, StoredBlock
+from .chain_app import ChainApp
+from .config import NodeConfig
+from .executor import BlockResult, Exchange
+from .genesis_file import read_genesis_file
+from .keys import ValidatorKeys, load_validator_keys
+from .mempool import Mempool, PendingTx, PoolReason
+from .mempool_journal import MempoolJournal
+from .mempool_rules import Reason, check_static
+from .metrics import NodeMetrics
+from .rpc import Admission, RpcLimits, build_rpc_app
+from .safety_store import SafetyStore
+from .streams import StreamHub
+from .worker import SqliteWorker
+
+log = structlog.get_logger("lockstep.node")
+
+CONSENSUS_MESSAGES = (
+    Proposal,
+    Vote,
+    Timeout,
+    SyncInfo,
+    BlockRequest,
+    BlockResponse,
+    CommittedRequest,
+    CommittedResponse,
+    VrfTicket,
+)
+MAX_CONSENSUS_MESSAGE_BYTES = MAX_SYNC_RESPONSE_BYTES
+EVENT_QUEUE = 100_000
+"""Events waiting for the replica; a full queue drops peer messages (they are retried)."""
+RECENT_RESULTS = 100_000
+"""Committed-transaction results kept for ``/v1/actions`` and ``wait=true``."""
+EDGE_DEFERRED = frozenset({Reason.ORDER_NOT_FOUND})
+"""Refusals the edge leaves to the block: a cancel may name an order that is still pending."""
+JOURNAL_REPLAY_PEER_WAIT_S = 5.0
+"""At start, wait this long for peers before re-gossiping journalled transactions."""
+RESTART_BLOCKS_PER_EPOCH = 3
+"""Committed blocks handed back to a restarting replica: this many epochs' worth of views."""
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds: block timestamps are the proposer's clock (bounded by peers)."""
+    return time.time_ns() // 1_000_000
+
+
+class StartupError(Exception):
+    """The node's stores cannot be reconciled; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    home: Path
+    config_file: Path
+    genesis_file: Path
+    key_file: Path
+    data_dir: Path
+
+    @classmethod
+    def of(cls, cfg: NodeConfig, config_file: Path) -> NodePaths:
+        return cls(
+            home=cfg.home_dir(config_file),
+            config_file=config_file,
+            genesis_file=cfg.resolve(config_file, cfg.node.genesis_file),
+            key_file=cfg.resolve(config_file, cfg.node.validator_key_file),
+            data_dir=cfg.resolve(config_file, cfg.node.data_dir),
+        )
+
+
+class Node:
+    """One validator node. ``await nursery.start(node.run)``; cancel the nursery to stop."""
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        paths: NodePaths,
+        genesis: Genesis | None = None,
+        keys: ValidatorKeys | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.paths = paths
+        self.genesis = genesis or read_genesis_file(paths.genesis_file)
+        self.keys = keys or load_validator_keys(paths.key_file)
+        self.chain_id = self.genesis.chain_id
+        keys_by_index = [v.public_key for v in self.genesis.validators]
+        if self.keys.public_key not in keys_by_index:
+            raise StartupError(
+                f"validator key {self.keys.public_key.hex()} is not in the genesis validator set "
+                f"of chain {self.genesis.chain_name}"
+            )
+        self.index = keys_by_index.index(self.keys.public_key)
+        self.name = self.genesis.validators[self.index].name
+        self.validator_keys = keys_by_index
+        self.index_of = {k: i for i, k in enumerate(keys_by_index)}
+        self.markets = {m.market_id: m for m in self.genesis.markets}
+        self.validator_set = frozenset(keys_by_index)
+        self.log = log.bind(node=self.name)
+
+        self.metrics = NodeMetrics()
+        self.worker = SqliteWorker()
+        self.mempool = Mempool(cfg.consensus.mempool_max_txs, cfg.consensus.mempool_max_bytes)
+        self.app = ChainApp(
+            self.chain_id,
+            self.mempool,
+            self.genesis.timing.max_clock_drift_ms,
+            cfg.consensus.block_build_max_txs,
+        )
+        self.replica = Replica(
+            self.genesis, self.index, self.keys.signer, self.keys.vrf_seed, self.app
+        )
+        self.safety_store = SafetyStore(paths.data_dir)
+        self.journal: MempoolJournal | None = None
+        self.block_store: BlockStore | None = None
+        self.exchange: Exchange | None = None
+        self.hub = StreamHub(self._snapshot)
+        self.host: Host | None = None
+
+        self._events_send, self._events_recv = trio.open_memory_channel[Event](EVENT_QUEUE)
+        self._commits_send, self._commits_recv = trio.open_memory_channel[CommittedBlock](math.inf)
+        self._timers: dict[TimerKind, tuple[int, int]] = {}
+        self._timers_changed = trio.Event()
+        self._decoded: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
+        self._waiters: dict[bytes, trio.Event] = {}
+        self._results: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._arrivals: dict[bytes, float] = {}
+        self._snapshots: dict[str, Any] = {}
+        self.state_root = b""
+        self.applied_height = 0
+        self.txs_committed = 0
+        self.started_at = time.monotonic()
+        self.rpc_port: int | None = None
+        self.metrics_port: int | None = None
+        self.p2p_port: int | None = None
+
+    # ================================================================== lifecycle
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self._open_stores()
+        try:
+            await self._handshake()
+            self.host = Host(
+                HostConfig.from_genesis(
+                    self.genesis,
+                    own_key=self.keys.public_key,
+                    observers=self.cfg.p2p.observers,
+                    listen_host=self.cfg.p2p.listen_address.host,
+                    listen_port=self.cfg.p2p.listen_address.port,
+                ),
+                self.keys.signer,
+                validator=self._validate_gossip,
+            )
+            async with trio.open_nursery() as nursery:
+                self.p2p_port = await nursery.start(self.host.run)
+                nursery.start_soon(self._inbound_loop)
+                nursery.start_soon(self._committer_loop)
+                nursery.start_soon(self._timer_loop)
+                nursery.start_soon(self._consensus_loop)
+                nursery.start_soon(self._replay_journal)
+                self.rpc_port = await nursery.start(self._serve_rpc)
+                if self.cfg.metrics.enabled:
+                    self.metrics_port = await nursery.start(self._serve_metrics)
+                self.log.info(
+                    "node_started",
+                    index=self.index,
+                    chain=self.chain_id.hex()[:16],
+                    height=self.applied_height,
+                    p2p=self.p2p_port,
+                    rpc=self.rpc_port,
+                )
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._close_stores()
+
+    async def _open_stores(self) -> None:
+        self.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self.block_store = await self.worker.run(BlockStore, self.paths.data_dir / "blocks.sqlite")
+        self.exchange = await self.worker.run(
+            Exchange.open, self.paths.data_dir / "ledger.sqlite", self.genesis
+        )
+        self.journal = MempoolJournal(self.paths.data_dir)
+
+    async def _replay_journal(self) -> None:
+        """Re-admit and re-gossip what this node acknowledged before it last stopped."""
+        assert self.journal is not None and self.host is not None
+        raws = self.journal.read()
+        if not raws:
+            return
+        with trio.move_on_after(JOURNAL_REPLAY_PEER_WAIT_S):
+            await self.host.wait_connected(
+                [k for k in self.validator_keys if k != self.keys.public_key]
+            )
+        batch: list[tuple[SignedTx, bytes, bytes]] = []
+        for raw in raws:
+            try:
+                tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
+            except (CodecError, SignatureError):
+                continue
+            if tx_id in self._results:
+                continue
+            reason, _ = check_static(
+                tx.body, self.applied_height + 1, self.markets, self.validator_set
+            )
+            if reason == Reason.OK:
+                self.app.note_verified(tx_id)
+                batch.append((tx, tx_id, raw))
+        results = await self._admit_batch(batch, gossip=True) if batch else []
+        readmitted = sum(1 for r, _ in results if r == Reason.OK)
+        self.log.info("journal_replayed", records=len(raws), readmitted=readmitted)
+        self.journal.compact(p.raw for p in self.mempool.take(10**9, 10**12, 0))
+
+    async def _close_stores(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+        if self.exchange is not None:
+            await self.worker.run(self.exchange.close)
+        if self.block_store is not None:
+            await self.worker.run(self.block_store.close)
+        self.log.info("node_stopped", height=self.applied_height)
+
+    # ================================================================== start-up handshake
+
+    async def _handshake(self) -> None:
+        """Reconcile block store, ledger and safety state, or refuse to start."""
+        store, ex = self.block_store, self.exchange
+        assert store is not None and ex is not None
+        tip, ledger_height = store.tip_height, ex.height
+        self.log.info("handshake", block_store_height=tip, ledger_height=ledger_height)
+        if ledger_height > tip:
+            raise StartupError(
+                f"the ledger is at height {ledger_height} but the block store only reaches {tip}: "
+                f"the ledger cannot be ahead of the blocks it was built from. Restore the data "
+                f"directory {self.paths.data_dir} from one backup, or remove it to resync."
+            )
+        for h, root in await self.worker.run(store.roots_from, max(1, tip - 4096)):
+            self.app.roots[h] = root
+        self.app.applied_height, self.app.applied_root = ledger_height, ex.state_root
+        if ledger_height:
+            self.app.roots[ledger_height] = ex.state_root
+        self.applied_height, self.state_root = ledger_height, ex.state_root
+        for h in range(ledger_height + 1, tip + 1):
+            stored = await self.worker.run(store.get, h)
+            assert stored is not None
+            block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+            ids = tuple(tx.tx_id(self.chain_id) for tx in block.txs)
+            await self._apply(block, stored.block_hash, ids, replay=True)
+        if tip > ledger_height:
+            self.log.info("handshake_replayed", blocks=tip - ledger_height, height=tip)
+        # Every recent stored block's state-root claim must match what this node computed.
+        for stored in await self.worker.run(store.range, max(1, tip - 255), tip):
+            block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+            mine = self.app.roots.get(block.state_height)
+            if block.state_height and mine is not None and mine != block.state_root:
+                raise StartupError(
+                    f"state root mismatch at height {block.state_height}: block {block.height} "
+                    f"says {block.state_root.hex()}, this ledger computed {mine.hex()}. The "
+                    f"ledger diverged; remove {self.paths.data_dir}/ledger.sqlite to rebuild it."
+                )
+        raw_safety = self.safety_store.load()
+        safety = (
+            decode(raw_safety, SafetyState, max_bytes=limits.MAX_MESSAGE_BYTES)
+            if raw_safety is not None
+            else None
+        )
+        committed = await self._recent_committed(tip)
+        self._perform(self.replica.handle(Start(now_ms(), safety, committed)))
+
+    async def _recent_committed(self, tip: int) -> tuple[CommittedBlock, ...]:
+        store = self.block_store
+        assert store is not None
+        want = RESTART_BLOCKS_PER_EPOCH * self.genesis.timing.epoch_views
+        first = max(1, tip - want + 1)
+        out: list[CommittedBlock] = []
+        h = first
+        while h <= tip:
+            for stored in await self.worker.run(store.range, h, tip):
+                block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+                qc = decode(stored.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
+                out.append(CommittedBlock(block, qc))
+                h = stored.height + 1
+        return tuple(out)
+
+    # ================================================================== consensus driver
+
+    async def _consensus_loop(self) -> None:
+        async for event in self._events_recv:
+            self._perform(self.replica.handle(event))
+            self.metrics.view.set(self.replica.view)
+
+    def _perform(self, effects: list[Effect]) -> None:
+        """Carry out effects in order; a safety write completes before the next effect."""
+        host = self.host
+        for eff in effects:
+            if isinstance(eff, PersistSafety):
+                self.safety_store.save(eff.state.encode())
+            elif isinstance(eff, Send):
+                if eff.to == self.index:
+                    self._post(MessageReceived(self.index, eff.message, now_ms()))
+                elif host is not None:
+                    host.send(self.validator_keys[eff.to], Kind.DIRECT, eff.message.encode())
+            elif isinstance(eff, Broadcast):
+                if host is not None:
+                    host.broadcast(Kind.CONSENSUS, eff.message.encode())
+            elif isinstance(eff, SetTimer):
+                self._timers[eff.kind] = (eff.view, eff.at_ms)
+                self._timers_changed.set()
+            elif isinstance(eff, Commit):
+                self._commits_send.send_nowait(eff.committed)
+            else:  # pragma: no cover - typed union
+                raise TypeError(f"unknown effect {eff!r}")
+
+    def _post(self, event: Event) -> None:
+        try:
+            self._events_send.send_nowait(event)
+        except trio.WouldBlock:
+            self.log.warning("event_queue_full", dropped=type(event).__name__)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            self._timers_changed = trio.Event()
+            if not self._timers:
+                await self._timers_changed.wait()
+                continue
+            kind, (view, at_ms) = min(self._timers.items(), key=lambda kv: kv[1][1])
+            delay_s = (at_ms - now_ms()) / 1000
+            if delay_s > 0:
+                with trio.move_on_after(delay_s):
+                    await self._timers_changed.wait()
+                    continue
+            if self._timers.get(kind) == (view, at_ms):
+                del self._timers[kind]
+                self._post(TimerFired(kind, view, now_ms()))
+
+    # ================================================================== network input
+
+    def _decode_consensus(self, payload: bytes) -> Any:
+        cached = self._decoded.pop(id(payload), None)
+        if cached is not None and cached[0] is payload:
+            return cached[1]
+        return decode(payload, *CONSENSUS_MESSAGES, max_bytes=MAX_CONSENSUS_MESSAGE_BYTES)
+
+    def _validate_gossip(self, peer: bytes, kind: int, payload: bytes) -> Verdict:
+        """The net layer's validator: decide before anything is delivered or forwarded."""
+        if kind == Kind.TX:
+            return self._validate_tx(payload)
+        try:
+            msg = decode(payload, *CONSENSUS_MESSAGES, max_bytes=MAX_CONSENSUS_MESSAGE_BYTES)
+        except CodecError as e:
+            self.log.info("peer_message_rejected", peer=peer.hex()[:8], reason=str(e))
+            return Verdict.REJECT
+        self._decoded[id(payload)] = (payload, msg)
+        while len(self._decoded) > 4096:
+            self._decoded.popitem(last=False)
+        return Verdict.ACCEPT
+
+    def _validate_tx(self, payload: bytes) -> Verdict:
+        try:
+            tx, tx_id = decode_and_verify_tx(payload, self.chain_id)
+        except (CodecError, SignatureError):
+            return Verdict.REJECT
+        if tx_id in self.mempool:
+            return Verdict.IGNORE
+        reason, _ = check_static(tx.body, self.applied_height + 1, self.markets, self.validator_set)
+        if reason in (Reason.EXPIRED, Reason.EXPIRY_TOO_FAR):
+            return Verdict.IGNORE
+        if reason:
+            return Verdict.REJECT
+        self.app.note_verified(tx_id)
+        return Verdict.ACCEPT
+
+    async def _inbound_loop(self) -> None:
+        assert self.host is not None
+        async for batch in self.host.inbound:
+            txs: list[tuple[SignedTx, bytes, bytes]] = []
+            for peer, kind, payload in batch:
+                if kind == Kind.TX:
+                    tx = decode_tx(payload)
+                    body = tx.body
+                    tx_id = sha256(signing_bytes(body.DOMAIN, self.chain_id, payload[2:-66]))
+                    txs.append((tx, tx_id, payload))
+                    continue
+                sender = self.index_of.get(peer)
+                if sender is None:
+                    continue  # observers send no consensus traffic
+                try:
+                    msg = self._decode_consensus(payload)
+                except CodecError:
+                    continue
+                self._post(MessageReceived(sender, msg, now_ms()))
+            if txs:
+                await self._admit_batch(txs, gossip=False)
+
+    async def _admit_batch(
+        self, txs: list[tuple[SignedTx, bytes, bytes]], gossip: bool
+    ) -> list[tuple[Reason | PoolReason, int]]:
+        """Stateful checks on the worker, then the mempool. Signatures are already verified."""
+        ex = self.exchange
+        assert ex is not None
+        fresh = [t for t in txs if t[1] not in self.mempool]
+        checks = await self.worker.run(lambda: [ex.check_tx(t[0]) for t in fresh])
+        by_id = {t[1]: c for t, c in zip(fresh, checks, strict=True)}
+        out: list[tuple[Reason | PoolReason, int]] = []
+        added = 0
+        arrival = now_ms()
+        for tx, tx_id, raw in txs:
+            reason, action = by_id.get(tx_id, (Reason.OK, -1))
+            if reason in EDGE_DEFERRED:
+                reason, action = Reason.OK, -1  # the order may still be pending: the block decides
+            if reason == Reason.OK and tx_id not in self.mempool:
+                pool = self.mempool.add(PendingTx(tx_id, tx, raw, arrival))
+                if pool != PoolReason.OK:
+                    out.append((pool, -1))
+                    continue
+                added += 1
+                self._arrivals[tx_id] = time.monotonic()
+                if gossip and self.host is not None:
+                    self.host.broadcast(Kind.TX, raw)
+            elif reason != Reason.OK:
+                self.metrics.rejected.labels(reason=reason.name).inc()
+            out.append((reason, action))
+        if added:
+            self.metrics.mempool.set(len(self.mempool))
+            self._post(TransactionsAvailable(now_ms()))
+        return out
+
+    # ================================================================== commits
+
+    async def _committer_loop(self) -> None:
+        store = self.block_store
+        assert store is not None
+        async for committed in self._commits_recv:
+            block = committed.block
+            if block.height <= self.applied_height:
+                continue  # already applied before a restart
+            block_hash = committed.qc.block_hash
+            ids = self.app.note_committed(block, block_hash)
+            self.mempool.remove(ids)  # now, not after applying: a proposal must not re-include them
+            stored = StoredBlock(
+                block.height, block_hash, block.view, block.encode(), committed.qc.encode()
+            )
+            await self.worker.run(store.append, stored)
+            await self._apply(block, block_hash, ids, replay=False)
+
+    async def _apply(
+        self, block: Block, block_hash: bytes, ids: tuple[bytes, ...], replay: bool
+    ) -> BlockResult:
+        ex, store = self.exchange, self.block_store
+        assert ex is not None and store is not None
+        proposer = self.validator_keys[block.proposer]
+
+        def apply() -> tuple[BlockResult, dict[str, Any]]:
+            result = ex.apply_block(block.height, block.timestamp_ms, block.txs, proposer, ids)
+            store.record_root(block.height, result.state_root)
+            return result, self._stream_snapshots(result)
+
+        result, snapshots = await self.worker.run(apply)
+        self.applied_height, self.state_root = block.height, result.state_root
+        self.app.note_applied(block.height, result.state_root)
+        self._after_commit(block, block_hash, ids, result, snapshots)
+        return result
+
+    def _after_commit(
+        self,
+        block: Block,
+        block_hash: bytes,
+        ids: tuple[bytes, ...],
+        result: BlockResult,
+        snapshots: dict[str, Any],
+    ) -> None:
+        self.mempool.remove(ids)
+        self.mempool.drop_expired(block.height + 1)
+        journal = self.journal
+        if journal is not None and journal.should_compact(len(self.mempool)):
+            journal.compact(p.raw for p in self.mempool.take(10**9, 10**12, 0))
+        m = self.metrics
+        m.height.set(block.height)
+        m.commits.inc()
+        m.orders.inc(len(block.txs))
+        self.txs_committed += len(block.txs)
+        m.mempool.set(len(self.mempool))
+        now = time.monotonic()
+        trades_by_taker: dict[bytes, list[dict[str, Any]]] = {}
+        for t in result.trades:
+            trades_by_taker.setdefault(t.taker, []).append(
+                views.trade_json(t, self.markets[t.market])
+            )
+        for tx, tx_id, outcome in zip(block.txs, ids, result.outcomes, strict=True):
+            arrived = self._arrivals.pop(tx_id, None)
+            if arrived is not None:
+                m.commit_latency.observe(now - arrived)
+            status = "committed" if outcome.reason == Reason.OK else "rejected"
+            entry = {
+                "tx_id": tx_id.hex(),
+                "status": status,
+                "height": block.height,
+                **views.outcome_json(outcome),
+                "fills": trades_by_taker.get(tx.body.signer, []) if status == "committed" else [],
+            }
+            self._results[tx_id] = entry
+            waiter = self._waiters.pop(tx_id, None)
+            if waiter is not None:
+                waiter.set()
+        while len(self._results) > RECENT_RESULTS:
+            self._results.popitem(last=False)
+        self._snapshots.update(snapshots)
+        self.hub.publish(
+            "blocks",
+            {
+                "height": block.height,
+                "hash": block_hash.hex(),
+                "view": block.view,
+                "txs": len(block.txs),
+                "state_root": result.state_root.hex(),
+                "timestamp_ms": block.timestamp_ms,
+            },
+        )
+        for t in result.trades:
+            self.hub.publish(f"trades:{t.market}", views.trade_json(t, self.markets[t.market]))
+            for who in {t.taker, t.maker}:
+                self.hub.publish(f"fills:{who.hex()}", views.trade_json(t, self.markets[t.market]))
+        for name, snap in snapshots.items():
+            if name.startswith("book:"):
+                self.hub.publish(name, snap)
+
+    def _stream_snapshots(self, result: BlockResult) -> dict[str, Any]:
+        """Book snapshots of the markets this block touched (runs on the worker)."""
+        ex = self.exchange
+        assert ex is not None
+        touched = {t.market for t in result.trades} | set(getattr(ex, "touched_books", ()))
+        if not self._snapshots:
+            touched = set(self.markets)
+        return {
+            f"book:{mid}": views.book_json(ex, self.markets[mid], 50) for mid in sorted(touched)
+        }
+
+    def _snapshot(self, stream: str) -> Any:
+        if stream == "blocks":
+            return {"height": self.applied_height, "state_root": self.state_root.hex()}
+        if stream.startswith("book:"):
+            return self._snapshots.get(stream, {"bids": [], "asks": []})
+        return []
+
+    # ================================================================== RPC (NodeApi)
+
+    async def submit(self, raw: bytes) -> Admission:
+        try:
+            tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
+        except CodecError as e:
+            return Admission(None, "MALFORMED", int(Reason.MALFORMED), str(e))
+        except SignatureError as e:
+            return Admission(None, "BAD_SIGNATURE", int(Reason.BAD_SIGNATURE), str(e))
+        if tx_id in self.mempool:
+            return Admission(tx_id, "OK", 0, "already pending")
+        if tx_id in self._results:
+            r = self._results[tx_id]
+            return Admission(tx_id, "REPLAYED", int(Reason.REPLAYED), f"already {r['status']}")
+        reason, action = check_static(
+            tx.body, self.applied_height + 1, self.markets, self.validator_set
+        )
+        if reason:
+            self.metrics.rejected.labels(reason=reason.name).inc()
+            return Admission(tx_id, reason.name, int(reason), _action_detail(action))
+        self.app.note_verified(tx_id)
+        [(verdict, action)] = await self._admit_batch([(tx, tx_id, raw)], gossip=True)
+        if verdict:
+            return Admission(tx_id, verdict.name, int(verdict), _action_detail(action))
+        journal = self.journal
+        assert journal is not None
+        journal.append(raw)
+        await journal.sync()  # durable before acknowledged: a crash cannot lose it
+        return Admission(tx_id, "OK", 0)
+
+    async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None:
+        if tx_id not in self._results:
+            event = self._waiters.setdefault(tx_id, trio.Event())
+            with trio.move_on_after(timeout_s):
+                await event.wait()
+        return self._results.get(tx_id)
+
+    def _leader(self) -> int | None:
+        try:
+            r = self.replica
+            tip = r.tree.get(r.pacemaker.high_qc.block_hash)
+            return None if tip is None else r.election.leader(r.view, tip)
+        except Exception:  # the core may be between epochs; status must not fail
+            return None
+
+    def status(self) -> dict[str, Any]:
+        r = self.replica
+        leader = self._leader()
+        return {
+            "chain_id": self.chain_id.hex(),
+            "chain_name": self.genesis.chain_name,
+            "node": self.name,
+            "validator_index": self.index,
+            "height": self.applied_height,
+            "committed_height": r.committed_height,
+            "view": r.view,
+            "epoch": r.view // self.genesis.timing.epoch_views,
+            "sequencer": leader,
+            "sequencer_name": None if leader is None else self.genesis.validators[leader].name,
+            "peers": len(self.host.connected_peers()) if self.host else 0,
+            "state_root": self.state_root.hex(),
+            "state_height": self.applied_height,
+            "mempool": len(self.mempool),
+            "txs_committed": self.txs_committed,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+        }
+
+    async def markets(self) -> list[dict[str, Any]]:
+        ex = self.exchange
+        assert ex is not None
+        return await self.worker.run(views.markets_json, ex, self.genesis)
+
+    async def book(self, market: int, depth: int) -> dict[str, Any] | None:
+        m = self.markets.get(market)
+        if m is None:
+            return None
+        ex = self.exchange
+        assert ex is not None
+        return await self.worker.run(views.book_json, ex, m, depth)
+
+    async def trades(self, market: int, limit: int) -> list[dict[str, Any]] | None:
+        m = self.markets.get(market)
+        if m is None:
+            return None
+        ex = self.exchange
+        assert ex is not None
+        return await self.worker.run(views.trades_json, ex, m, limit)
+
+    async def account(self, owner: bytes) -> dict[str, Any] | None:
+        ex = self.exchange
+        assert ex is not None
+        return await self.worker.run(views.account_json, ex, self.genesis, owner)
+
+    async def block(self, height: int) -> dict[str, Any] | None:
+        store = self.block_store
+        assert store is not None
+        stored = await self.worker.run(store.get, height)
+        return None if stored is None else self._block_json(stored)
+
+    async def blocks(self, first: int, last: int) -> list[dict[str, Any]]:
+        store = self.block_store
+        assert store is not None
+        return [self._block_json(s) for s in await self.worker.run(store.range, first, last)]
+
+    def _block_json(self, stored: StoredBlock) -> dict[str, Any]:
+        block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+        qc = decode(stored.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
+        return {
+            "height": block.height,
+            "hash": stored.block_hash.hex(),
+            "view": block.view,
+            "epoch": block.epoch,
+            "proposer": block.proposer,
+            "timestamp_ms": block.timestamp_ms,
+            "parent_hash": block.parent_hash.hex(),
+            "state_height": block.state_height,
+            "state_root": block.state_root.hex(),
+            "tx_ids": [tx.tx_id(self.chain_id).hex() for tx in block.txs],
+            "tickets": len(block.tickets),
+            "qc_view": qc.view,
+            "qc_signers": list(qc.signers),
+        }
+
+    async def action(self, tx_id: bytes) -> dict[str, Any] | None:
+        if tx_id in self.mempool:
+            return {"tx_id": tx_id.hex(), "status": "pending"}
+        result = self._results.get(tx_id)
+        if result is not None:
+            return result
+        ex = self.exchange
+        assert ex is not None
+        outcome = await self.worker.run(ex.tx_status, tx_id)
+        if outcome is None:
+            return None
+        status = "committed" if outcome.reason == Reason.OK else "rejected"
+        return {"tx_id": tx_id.hex(), "status": status, **views.outcome_json(outcome)}
+
+    async def actions(self, tx_ids: list[bytes]) -> list[dict[str, Any] | None]:
+        return [await self.action(t) for t in tx_ids]
+
+    async def state_roots(self, first: int, last: int) -> list[dict[str, Any]]:
+        store = self.block_store
+        assert store is not None
+        rows = await self.worker.run(store.roots_from, first, last)
+        return [{"height": h, "state_root": r.hex()} for h, r in rows]
+
+    async def ledger_totals(self) -> dict[str, Any]:
+        ex = self.exchange
+        assert ex is not None
+        return await self.worker.run(views.ledger_totals_json, ex, self.genesis)
+
+    def admin_status(self) -> dict[str, Any]:
+        host = self.host
+        return {
+            **self.status(),
+            "replica": self.replica.status(),
+            "refused_blocks": dict(self.app.refused),
+            "rejected_messages": dict(getattr(self.replica, "rejected", {})),
+            "net": host.statistics() if host else {},
+            "peers": [p.hex() for p in host.connected_peers()] if host else [],
+            "worker_calls": self.worker.calls,
+            "safety_writes": self.safety_store.writes,
+        }
+
+    # ================================================================== servers
+
+    async def _serve_rpc(self, *, task_status: trio.TaskStatus[int]) -> None:
+        rpc = self.cfg.rpc
+        limits_ = RpcLimits(rpc.max_body_bytes, rpc.client_requests_per_s, rpc.client_burst)
+        await self._serve(build_rpc_app(self, limits_), rpc.listen_address, task_status)
+
+    async def _serve_metrics(self, *, task_status: trio.TaskStatus[int]) -> None:
+        async def metrics(request: Request) -> Response:
+            return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+        app = Starlette(routes=[Route("/metrics", metrics)])
+        await self._serve(app, self.cfg.metrics.listen_address, task_status)
+
+    async def _serve(self, app: Any, address: Any, task_status: trio.TaskStatus[int]) -> None:
+        config = HypercornConfig()
+        config.bind = [f"{address.host}:{address.port}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.graceful_timeout = 1.0
+
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                partial(serve, app, config, shutdown_trigger=trio.sleep_forever)
+            )
+            task_status.started(int(binds[0].rsplit(":", 1)[1]))
+
+
+def _action_detail(action: int) -> str:
+    return f"action {action} of the batch" if action >= 0 else ""
