@@ -332,3 +332,43 @@ def test_insufficient_margin(tmp_path: Path) -> None:
     assert r.outcomes[0].reason == Reason.INSUFFICIENT_MARGIN
     r = h.block(h.place("alice", BUY, 100, 100))
     assert r.outcomes[0].reason == Reason.OK
+
+
+# --------------------------------------------------------------------------- prices
+
+
+def test_weighted_median_and_staleness() -> None:
+    from lockstep.node.prices import index_price, mark_price, weighted_median
+
+    a, b, c, d = (bytes([i]) * 32 for i in range(4))
+    assert weighted_median([]) is None
+    # Sorted by price: 99 (w1), 100 (w1), 101 (w2): half of 4 is reached at 100.
+    assert weighted_median([(101, c, 2), (99, a, 1), (100, b, 1)]) == 100
+    assert weighted_median([(101, c, 3), (99, a, 1)]) == 101
+    obs = [(99, a, 1, 0), (100, b, 1, 900), (120, c, 1, 1_000), (500, d, 1, 1_000)]
+    # At t=1,000 with 500 ms staleness, a (stamped 0) is stale: median of 100, 120, 500 = 120.
+    assert index_price(obs, 1_000, 500, 4, 7) == 120
+    # Fresh weight must exceed a third of the total: one of four is not enough.
+    assert index_price(obs[:1], 0, 500, 4, 7) == 7
+    assert index_price(obs[:2], 900, 1_000, 4, 7) == 99
+    # Mark: index clamped into the spread; a missing side counts as the index.
+    assert mark_price(100, 98, 103) == 100
+    assert mark_price(100, 101, 103) == 101
+    assert mark_price(100, None, 97) == 100  # one-sided: the index stands
+    assert mark_price(100, None, None) == 100
+
+
+def test_index_and_mark_through_blocks(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db")
+    ms = h.ex.market_state(0)
+    assert (ms.index, ms.mark) == (100, 100)  # initial_price_ticks
+    h.ok(h.oracle(120, validators=1))  # 1 of 4 validators: no quorum, index stays
+    assert ms.index == 100
+    h.ok(h.oracle(120, validators=2))
+    assert ms.index == 120
+    # Staleness is 10 s of block time: after 10.1 s without observations the index holds.
+    h.ok(dt=10_100)
+    assert ms.index == 120
+    # A two-sided book below the index pulls the mark to its ask.
+    h.ok(h.place("alice", BUY, 110, 1), h.place("bob", SELL, 112, 1))
+    assert (ms.index, ms.mark) == (120, 112)
