@@ -364,3 +364,36 @@ async def test_control_frames_count_against_the_rate_limit() -> None:
                     break
             await wait_for(lambda: events(logs, "peer_disconnected", reason="rate_limited"))
             nursery.cancel_scope.cancel()
+
+
+async def test_replacing_a_session_loses_no_frames() -> None:
+    """A second session wins the tie-break mid-stream: every order still arrives once."""
+    g, s = net_genesis(2)
+    lo, hi = sorted(s, key=lambda x: x.public_key)
+    async with trio.open_nursery() as nursery:
+        a = await start_host(nursery, g, hi, seed=1)  # dials first; its session will lose
+        b = await start_host(nursery, g, lo, seed=2)
+        a.add_peer(b.key, f"127.0.0.1:{b.listen_port}")
+        with trio.fail_after(3):
+            await a.wait_connected([b.key])
+        first = a._conns[b.key]
+        assert first.initiated_locally
+        got: list = []
+        nursery.start_soon(collect, b, got)
+
+        async def second_dial() -> None:
+            await trio.sleep(0.02)
+            conn = await b._dial(a.key, f"127.0.0.1:{a.listen_port}")
+            assert conn is not None
+            await b._run_session(conn)
+
+        nursery.start_soon(second_dial)
+        n = 3000
+        for i in range(n):
+            a.broadcast(Kind.TX, b"order-%d" % i)
+            if i % 100 == 0:
+                await trio.sleep(0.002)
+        await wait_for(lambda: len(got) == n, 5.0)
+        assert a._conns[b.key] is not first  # the session was replaced meanwhile
+        assert sorted(m.payload for m in got) == sorted(b"order-%d" % i for i in range(n))
+        nursery.cancel_scope.cancel()
