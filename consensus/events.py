@@ -22,6 +22,8 @@ class TimerKind(Enum):
     """The view's deadline: sign (or re-send) a timeout for it."""
     PROPOSE = "propose"
     """The leader's pacing timer: propose when it fires (block interval, idle heartbeat)."""
+    SYNC = "sync"
+    """Re-send unanswered block requests (to the next peer)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from .safety_rules import NotSafe, SafetyRules, SafetyState
 from .sync import (
     MAX_SYNC_BLOCKS,
     MAX_SYNC_RESPONSE_BYTES,
+    SYNC_RETRY_MS,
     BlockRequest,
     BlockResponse,
     CommittedBlock,
@@ -147,7 +148,10 @@ class Replica:
         self.election = Election(self.vset, self.tree, self.timing.epoch_views)
         self.safety = SafetyRules(self._signer, self.index, self.chain_id, safety)
         self.pacemaker = Pacemaker(self.timing.view_timeout_ms, self.timing.view_timeout_max_ms, g)
-        self.fetcher = Fetcher(self.n, self.index)
+        self.fetcher = Fetcher(
+            self.n, self.index, max(1, min(SYNC_RETRY_MS, self.timing.view_timeout_ms // 2))
+        )
+        self._sync_timer_at: int | None = None
         self.votes: dict[VoteData, dict[int, Vote]] = {}
         self.vote_weight: dict[VoteData, int] = {}
         self.voters_in_view: dict[int, set[int]] = {}
@@ -319,6 +323,10 @@ class Replica:
         self._try_propose()
 
     def _on_timer(self, kind: TimerKind, view: int) -> None:
+        if kind is TimerKind.SYNC:
+            self._sync_timer_at = None
+            self._retry_fetches()
+            return
         if view != self.view:
             return
         if kind is TimerKind.PROPOSE:
@@ -326,11 +334,20 @@ class Replica:
             return
         self._local_timeout()
         self._out.append(SetTimer(TimerKind.VIEW, view, self._now + self.pacemaker.timeout_ms()))
+
+    def _retry_fetches(self) -> None:
         for h in self.fetcher.retries_due(self._now):
             if h in self.tree:
                 self.fetcher.done(h)
             else:
                 self._fetch(h, self.fetcher.peer_for(h))
+        self._arm_sync_timer()
+
+    def _arm_sync_timer(self) -> None:
+        due = self.fetcher.next_due_ms()
+        if due is not None and (self._sync_timer_at is None or due < self._sync_timer_at):
+            self._sync_timer_at = max(due, self._now + 1)
+            self._out.append(SetTimer(TimerKind.SYNC, 0, self._sync_timer_at))
 
     def _local_timeout(self) -> None:
         """Give up on the current view: sign (or re-send) a timeout and broadcast it."""
@@ -414,7 +431,14 @@ class Replica:
             self._process_tc(p.last_tc, sender)
         self._process_qc(b.justify, sender)
         if b.view < self.view:
-            return  # stale: its certificates were all we could use
+            # Stale. Keep the block only if a certificate we hold names it (we are fetching it:
+            # e.g. we formed its QC from votes that overtook the proposal).
+            qc_views = {q.view for q in self.pending_qcs.values()} | {self.pacemaker.high_qc.view}
+            if b.view in qc_views and b.parent_hash in self.tree:
+                h = self._hash(b)
+                if h in self.pending_qcs or h == self.pacemaker.high_qc.block_hash:
+                    self._consider_proposal(p)
+            return
         if b.parent_hash not in self.tree:
             if b.justify.height < self.committed_height:
                 self.rejected["proposal below the committed height"] += 1
@@ -483,6 +507,9 @@ class Replica:
             return
         node = self._insert(b, h, parent)
         self._resume_parked(h)
+        if h == self.pacemaker.high_qc.block_hash:
+            self.fetcher.done(h)
+            self._try_propose()
         if b.view != self.view:
             return
         if not self.app.validate_block(b, parent.block):
@@ -666,6 +693,7 @@ class Replica:
             peer = self.fetcher.peer_for(block_hash)
             if peer != self.index:
                 self._out.append(Send(peer, req))
+            self._arm_sync_timer()
 
     def _on_block_request(self, sender: int, req: BlockRequest) -> None:
         node = self.tree.get(req.block_hash)
@@ -714,6 +742,10 @@ class Replica:
         if not chain:
             if resp.block_hash in self.tree:
                 self.fetcher.done(resp.block_hash)
+            elif not resp.blocks and sender == self.fetcher.peer_for(resp.block_hash):
+                # The peer we asked does not have it: ask the next one now.
+                self.fetcher.refused(resp.block_hash)
+                self._fetch(resp.block_hash, sender)
             return
         self.fetcher.done(resp.block_hash)
         oldest = chain[-1][0]

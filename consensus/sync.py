@@ -43,7 +43,8 @@ MAX_SYNC_RESPONSE_BYTES = 8 * 1024 * 1024
 """A responder stops adding blocks once a response would pass this size (always sends one)."""
 
 SYNC_RETRY_MS = 500
-"""An unanswered request is re-sent (to the next peer) after this long."""
+"""An unanswered request is re-sent (to the next peer) after this long at most; the replica
+uses half the base view timeout when that is shorter (the default genesis gives 500 ms)."""
 
 MAX_INFLIGHT_FETCHES = 64
 """Outstanding block fetches per replica; more wait for one to finish."""
@@ -113,9 +114,10 @@ SYNC_MESSAGES = (BlockRequest, BlockResponse, SyncInfo, CommittedRequest, Commit
 class Fetcher:
     """Outstanding block fetches: hash → (peer asked, when). Pure bookkeeping."""
 
-    def __init__(self, n_peers: int, self_index: int | None) -> None:
+    def __init__(self, n_peers: int, self_index: int | None, retry_ms: int = SYNC_RETRY_MS) -> None:
         self.n_peers = n_peers
         self.self_index = self_index
+        self.retry_ms = retry_ms
         self.pending: dict[bytes, tuple[int, int, int]] = {}
         """hash → (peer, sent_at_ms, attempt)."""
 
@@ -130,7 +132,7 @@ class Fetcher:
         entry = self.pending.get(block_hash)
         if entry is not None:
             _, sent, attempt = entry
-            if now_ms - sent < SYNC_RETRY_MS:
+            if now_ms - sent < self.retry_ms:
                 return None
             attempt += 1
             if attempt >= MAX_FETCH_ATTEMPTS:
@@ -150,4 +152,16 @@ class Fetcher:
         self.pending.pop(block_hash, None)
 
     def retries_due(self, now_ms: int) -> list[bytes]:
-        return [h for h, (_, sent, _) in self.pending.items() if now_ms - sent >= SYNC_RETRY_MS]
+        return [h for h, (_, sent, _) in self.pending.items() if now_ms - sent >= self.retry_ms]
+
+    def refused(self, block_hash: bytes) -> None:
+        """The asked peer does not have it: make the next ``want`` ask the next peer now."""
+        entry = self.pending.get(block_hash)
+        if entry is not None:
+            peer, _, attempt = entry
+            self.pending[block_hash] = (peer, -(10**12), attempt)
+
+    def next_due_ms(self) -> int | None:
+        if not self.pending:
+            return None
+        return min(sent for _, sent, _ in self.pending.values()) + self.retry_ms

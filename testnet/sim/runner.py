@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, SignedTx, TimeInForce
+from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer, sha256
 from lockstep.consensus.effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
 from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
@@ -42,7 +43,7 @@ from lockstep.consensus.genesis import (
     Validator,
     default_markets,
 )
-from lockstep.consensus.messages import Block, Proposal, Vote, VoteData
+from lockstep.consensus.messages import Block, Proposal, Vote, VoteData, decode_message
 from lockstep.consensus.quorum import CachingVerifier, Verifier
 from lockstep.consensus.replica import Payload, Replica
 from lockstep.consensus.safety_rules import SafetyState
@@ -76,6 +77,14 @@ SIM_TIMING = Timing(
     max_clock_drift_ms=500,
 )
 """Simulated milliseconds: short views keep a scenario to a few thousand events."""
+
+LIVENESS_SLACK_VIEWS = 8
+"""After GST (or a restart after it) every running honest replica commits within f + 8 views:
+at most f views with faulty leaders, one per epoch boundary that lands on a crashed sequencer,
+one or two to synchronise views, two consecutive certified views to commit."""
+
+WIRE_ROUNDTRIP = 0.1
+"""Share of messages sent through encode + strict decode (the rest travel as objects)."""
 
 TRACE_EVENTS = 40
 """Events kept for the failure report."""
@@ -343,9 +352,10 @@ class Instance:
     committed: list[CommittedBlock] = field(default_factory=list)
     timers: dict[TimerKind, tuple[int, int]] = field(default_factory=dict)
     commits_after_gst: int = 0
-    view_at_gst: int | None = None
+    reference: tuple[int, int] | None = None
+    """(time, highest honest view) when liveness is measured from: GST, or a later restart."""
     first_commit_after_gst: tuple[int, int] | None = None
-    """(time, view) of the first commit after GST."""
+    """(time, view) of the first commit after ``reference``."""
 
 
 @dataclass
@@ -423,6 +433,9 @@ class Simulation:
         # Like the node: hand back only the recent history (three epochs' worth of blocks).
         recent = inst.committed[-3 * self.sc.timing.epoch_views :]
         start = Start(self.now, inst.safety, tuple(recent))
+        if self.now >= self.sc.faults.gst_ms:
+            inst.reference = (self.now, self._highest_view())
+            inst.first_commit_after_gst = None
         self._perform(inst, inst.replica.handle(start))
 
     # -- effects ---------------------------------------------------------------------------
@@ -459,6 +472,13 @@ class Simulation:
                 self._on_commit(inst, e.committed)
 
     def _transmit(self, inst: Instance, to: int, msg: Any) -> None:
+        if self.rng.random() < WIRE_ROUNDTRIP:
+            # Through the real codec, as the network layer would: forgeries the decoder
+            # refuses never reach the replica.
+            try:
+                msg = decode_message(msg.encode(), type(msg))
+            except CodecError:
+                return
         for target in self.by_index[to]:
             if target is inst:
                 continue
@@ -547,7 +567,7 @@ class Simulation:
                 gst_marked = True
                 for inst in self.instances:
                     if inst.replica is not None:
-                        inst.view_at_gst = inst.replica.view
+                        inst.reference = (self.now, self._highest_view())
             self.steps += 1
             self._step(entry.kind, entry.payload)
             if gst_marked and self._done():
@@ -602,6 +622,9 @@ class Simulation:
                 self.trace.append(f"{self.now:>6} i{inst.id} RESTART")
                 self._boot(inst)
 
+    def _highest_view(self) -> int:
+        return max((i.replica.view for i in self._live_honest() if i.replica), default=0)
+
     def _live_honest(self) -> list[Instance]:
         return [i for i in self.instances if i.honest and i.replica is not None]
 
@@ -628,10 +651,17 @@ class Simulation:
                     f"blocks after GST {sc.faults.gst_ms} by {self.now} ms "
                     f"(status {inst.replica.status() if inst.replica else None})",
                 )
-            if inst.first_commit_after_gst is not None and inst.view_at_gst is not None:
+            if inst.first_commit_after_gst is not None and inst.reference is not None:
                 t, v = inst.first_commit_after_gst
-                f_views = max(f_views, v - inst.view_at_gst)
-                f_ms = max(f_ms, t - sc.faults.gst_ms)
+                f_views = max(f_views, v - inst.reference[1])
+                f_ms = max(f_ms, t - inst.reference[0])
+        bound_views = max_faulty(sc.weights) + LIVENESS_SLACK_VIEWS
+        if f_views > bound_views:
+            self.fail(
+                "liveness",
+                f"a replica needed {f_views} views after GST (or its restart) "
+                f"to commit; the bound is f + {LIVENESS_SLACK_VIEWS} = {bound_views}",
+            )
         plain = Verifier()
         for inst in live:
             assert inst.replica is not None
