@@ -132,3 +132,15 @@ def test_reduce_only_cannot_dump_a_deficit_on_the_fund(tmp_path: Path) -> None:
     # Closing at 95 books 5 × 90 = 450 plus a 4.275 fee: allowed, and rests above the bid.
     r = h.block(h.place("alice", SELL, 95, 90, reduce_only=True))
     assert r.outcomes[0].reason == Reason.OK and h.ex.l2(0) == ([(1, 90)], [(95, 90)])
+
+
+def test_risk_index_safe_band(tmp_path: Path) -> None:
+    h = _setup(tmp_path, 1_000_000 * USD, {"bob": 100_000 * USD})
+    # Alice: equity 995.50, pessimistic maintenance 5% × 9,000 = 450, one position, so
+    # H = 545.50 USD − 1 atom; k = 90 × 10^6 × 1.05 × 10^6; band = ⌊H × 10^6 / k⌋ = 5 ticks.
+    risk = h.ex.risk
+    assert risk.triggered({0: 95}) == set()
+    assert risk.triggered({0: 105}) == set()
+    # At 94 she would still be above maintenance (equity 455.5 ≥ 423: the band is
+    # conservative), but she is checked.
+    assert risk.triggered({0: 94}) == {h.key("alice")}
