@@ -755,11 +755,12 @@ class Exchange:
         """(equity, initial requirement, maintenance requirement) at the current marks."""
         equity = acct.collateral
         im = mm = 0
-        markets = set(acct.positions) | set(acct.open_buy) | set(acct.open_sell)
+        markets = set(acct.positions)
+        markets.update(acct.open_buy, acct.open_sell)
         if add_buy:
-            markets |= set(add_buy)
+            markets.update(add_buy)
         if add_sell:
-            markets |= set(add_sell)
+            markets.update(add_sell)
         lm = self.ledger.markets
         specs = self.specs
         for mid in markets:

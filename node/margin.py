@@ -53,6 +53,9 @@ def tier_for(tiers: tuple[LeverageTier, ...], notional: int) -> LeverageTier:
 
 def rates(spec: Spec, notional: int) -> tuple[int, int]:
     """(initial, maintenance) ppm of the tier for ``notional``, as :func:`tier_for`."""
+    first = spec.tiers[0]
+    if notional <= first[0]:
+        return first[1], first[2]
     for max_notional, im, mm in spec.tiers:
         if notional <= max_notional:
             return im, mm

@@ -32,7 +32,7 @@ FANOUT = 16
 """Children per tree node: depth 4 over 2^16 buckets, so a block touching k buckets rehashes
 about k + k/16 + ... nodes rather than ~k × (16 − log2 k) for a binary tree."""
 _DEPTH = 4
-assert FANOUT**_DEPTH == N_BUCKETS
+assert FANOUT**_DEPTH == N_BUCKETS == 1 << 16
 
 _sha = hashlib.sha256
 _dumps = cbor2.dumps
@@ -71,7 +71,8 @@ class StateTree:
         buckets = self._buckets
         touched: set[int] = set()
         for key, value in changes:
-            b = int.from_bytes(_sha(key).digest()[:4], "big") % N_BUCKETS
+            # uint32_be(SHA-256(key)[0:4]) mod 2^16 is the big-endian value of bytes 2..3.
+            b = int.from_bytes(_sha(key).digest()[2:4], "big")
             touched.add(b)
             bucket = buckets.get(b)
             if value is None:
