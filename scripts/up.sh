@@ -7,4 +7,4 @@ if [ ! -x .venv/bin/lockstep ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[test]'
 fi
-exec .venv/bin/lockstep testnet generate "$@"
+exec .venv/bin/lockstep testnet up "$@"

@@ -1,0 +1,398 @@
+"""End to end: four real node processes on 127.0.0.1, the real RPC and the real wallet CLI, a
+SIGKILLed sequencer, a restart, and equal state roots at the end. Nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from lockstep.consensus.actions import (
+    MarketPrice,
+    OraclePrice,
+    Order,
+    OrderType,
+    PlaceOrder,
+    Side,
+    SignedTx,
+    TimeInForce,
+    Transfer,
+)
+from lockstep.consensus.crypto import Signer
+from lockstep.node.keys import load_wallet
+from lockstep.node.mempool_rules import INSURANCE_FUND
+
+from .localnet import height, local_network, roots, status, wait_for, wallet
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _post(url: str, tx: SignedTx | bytes) -> httpx.Response:
+    raw = tx if isinstance(tx, bytes) else tx.encode()
+    return httpx.post(
+        url + "/v1/actions", content=raw, headers={"content-type": "application/cbor"}, timeout=10
+    )
+
+
+def _refusal(args: list[str]) -> str:
+    out = wallet(*args, check=False)
+    assert out.get("exit") == 1, out
+    return out["stderr"]
+
+
+def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
+    with local_network(tmp_path / "net") as net:
+        urls = [n.rpc_url for n in net.nodes]
+        genesis = str(tmp_path / "net" / "genesis.toml")
+        w = sorted((tmp_path / "net" / "wallets").glob("trader*.json"))
+        common = ["--genesis", genesis]
+
+        def place(wallet_file: Path, node: int, *extra: str) -> dict:
+            return wallet(
+                "place",
+                "--file",
+                str(wallet_file),
+                "--rpc",
+                urls[node],
+                *common,
+                "--market",
+                "BTC-PERP",
+                *extra,
+            )
+
+        # ---- place, fill, query --------------------------------------------------------------
+        ask = place(
+            w[0],
+            0,
+            "--side",
+            "sell",
+            "--type",
+            "limit",
+            "--size",
+            "0.5",
+            "--price",
+            "60010",
+            "--client-id",
+            "11",
+            "--wait",
+        )
+        assert ask["submitted"]["status"] == "committed"
+        assert ask["submitted"]["result"]["reason"] == "OK"
+        take = place(
+            w[1], 1, "--side", "buy", "--type", "ioc", "--size", "0.2", "--price", "60020", "--wait"
+        )
+        fills = take["submitted"]["result"]["fills"]
+        assert [(f["price"], f["size"], f["taker_side"]) for f in fills] == [
+            ("60010.0", "0.200", "BUY")
+        ]
+        book = wallet("book", "BTC-PERP", "--rpc", urls[2], *common)
+        assert [(lv["price"], lv["size"]) for lv in book["asks"]] == [("60010.0", "0.300")]
+        assert book["bids"] == []
+        trades = wallet("trades", "BTC-PERP", "--rpc", urls[3], *common)
+        assert [(t["price"], t["size"]) for t in trades["trades"]] == [("60010.0", "0.200")]
+        pos = wallet("positions", "--file", str(w[1]), "--rpc", urls[0])
+        assert [(p["symbol"], p["size"]) for p in pos["positions"]] == [("BTC-PERP", "0.200")]
+        orders = wallet("orders", "--file", str(w[0]), "--rpc", urls[0], *common)
+        assert [(o["client_id"], o["remaining_lots"]) for o in orders["open_orders"]] == [(11, 300)]
+
+        # ---- cancel ------------------------------------------------------------------------------
+        cancel = wallet(
+            "cancel",
+            "--file",
+            str(w[0]),
+            "--rpc",
+            urls[0],
+            *common,
+            "--market",
+            "BTC-PERP",
+            "--client-id",
+            "11",
+            "--wait",
+        )
+        assert cancel["submitted"]["result"]["reason"] == "OK"
+        assert wallet("orders", "--file", str(w[0]), "--rpc", urls[1], *common)["open_orders"] == []
+
+        # ---- refusals through the wallet, each with its reason code --------------------------
+        place(
+            w[0],
+            0,
+            "--side",
+            "sell",
+            "--type",
+            "limit",
+            "--size",
+            "0.1",
+            "--price",
+            "60050",
+            "--client-id",
+            "12",
+            "--wait",
+        )
+        cases = {
+            "POST_ONLY_WOULD_CROSS": [
+                "--side",
+                "buy",
+                "--type",
+                "post-only",
+                "--size",
+                "0.1",
+                "--price",
+                "60060",
+            ],
+            "REDUCE_ONLY_WOULD_INCREASE": [
+                "--side",
+                "sell",
+                "--type",
+                "limit",
+                "--size",
+                "0.1",
+                "--price",
+                "61000",
+                "--reduce-only",
+            ],
+            "EXPIRED": [
+                "--side",
+                "buy",
+                "--type",
+                "limit",
+                "--size",
+                "0.1",
+                "--price",
+                "59000",
+                "--expiry-height",
+                "1",
+            ],
+            "EXPIRY_TOO_FAR": [
+                "--side",
+                "buy",
+                "--type",
+                "limit",
+                "--size",
+                "0.1",
+                "--price",
+                "59000",
+                "--expiry-height",
+                "99999999",
+            ],
+        }
+        for reason, extra in cases.items():
+            err = _refusal(
+                [
+                    "place",
+                    "--file",
+                    str(w[2]),
+                    "--rpc",
+                    urls[0],
+                    *common,
+                    "--market",
+                    "BTC-PERP",
+                    *extra,
+                ]
+            )
+            assert reason in err, (reason, err)
+        place(w[3], 0, "--side", "buy", "--type", "limit", "--size", "100", "--price", "50000")
+        err = _refusal(
+            [
+                "place",
+                "--file",
+                str(w[3]),
+                "--rpc",
+                urls[0],
+                *common,
+                "--market",
+                "BTC-PERP",
+                "--side",
+                "buy",
+                "--type",
+                "limit",
+                "--size",
+                "100",
+                "--price",
+                "50000",
+            ]
+        )
+        assert "INSUFFICIENT_MARGIN" in err
+        place(
+            w[2],
+            0,
+            "--side",
+            "buy",
+            "--type",
+            "limit",
+            "--size",
+            "0.1",
+            "--price",
+            "59000",
+            "--client-id",
+            "77",
+            "--wait",
+        )
+        err = _refusal(
+            [
+                "place",
+                "--file",
+                str(w[2]),
+                "--rpc",
+                urls[0],
+                *common,
+                "--market",
+                "BTC-PERP",
+                "--side",
+                "buy",
+                "--type",
+                "limit",
+                "--size",
+                "0.1",
+                "--price",
+                "59001",
+                "--client-id",
+                "77",
+            ]
+        )
+        assert "DUPLICATE_CLIENT_ID" in err
+        fresh = tmp_path / "unfunded.json"
+        wallet("new", "--insecure", "--file", str(fresh))
+        err = _refusal(
+            [
+                "place",
+                "--file",
+                str(fresh),
+                "--rpc",
+                urls[0],
+                *common,
+                "--market",
+                "BTC-PERP",
+                "--side",
+                "buy",
+                "--type",
+                "limit",
+                "--size",
+                "0.1",
+                "--price",
+                "59000",
+            ]
+        )
+        assert "UNKNOWN_ACCOUNT" in err
+        err = _refusal(
+            [
+                "transfer",
+                "--file",
+                str(w[2]),
+                "--rpc",
+                urls[0],
+                *common,
+                "--to",
+                load_wallet(w[3]).public_key.hex(),
+                "--amount",
+                "999999999",
+            ]
+        )
+        assert "INSUFFICIENT_BALANCE" in err
+
+        # A replayed action: the same signed bytes again are refused (409).
+        replay = bytes.fromhex(take["tx_hex"])
+        r = _post(urls[2], replay)
+        assert r.status_code == 409 and r.json()["error"] == "REPLAYED"
+
+        # ---- refusals only a hand-built transaction can reach --------------------------------
+        chain_id = bytes.fromhex(status(urls[0])["chain_id"])
+        trader = load_wallet(w[2])
+        h = height(urls[0])
+
+        def order(place_: PlaceOrder, chain: bytes = chain_id) -> SignedTx:
+            return Order(trader.public_key, time.time_ns(), h + 50, place_).sign(trader, chain)
+
+        good = PlaceOrder(0, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, False, 590_000, 100, 5)
+        bad_cases = {
+            "UNKNOWN_MARKET": order(PlaceOrder(9, *_rest(good))),
+            "PRICE_OUT_OF_RANGE": order(_with(good, price=0)),
+            "SIZE_OUT_OF_RANGE": order(_with(good, size=10**9)),
+            "INVALID_ORDER_TYPE": order(
+                _with(good, order_type=OrderType.MARKET, time_in_force=TimeInForce.POST_ONLY)
+            ),
+            "BAD_SIGNATURE": order(good, chain=hashlib.sha256(b"another chain").digest()),
+            "NOT_A_VALIDATOR": OraclePrice(
+                trader.public_key, 1, h + 50, (MarketPrice(0, 600_000),)
+            ).sign(trader, chain_id),
+            "RESERVED_ACCOUNT": Transfer(trader.public_key, 2, h + 50, INSURANCE_FUND, 1).sign(
+                trader, chain_id
+            ),
+        }
+        for reason, tx in bad_cases.items():
+            r = _post(urls[1], tx)
+            assert r.status_code in (400, 422) and r.json()["error"] == reason, (reason, r.text)
+        r = _post(urls[1], b"\x83\x14garbage")
+        assert r.status_code == 400 and r.json()["error"] == "MALFORMED"
+
+        # ---- kill the sequencer: the next commit comes within two view timeouts ----------
+        seq = int(status(urls[0])["sequencer"])
+        survivors = [i for i in range(4) if i != seq]
+        before = max(height(urls[i]) for i in survivors)
+        killed_at = time.monotonic()
+        net.nodes[seq].kill()
+        wait_for(
+            lambda: max(height(urls[i]) for i in survivors) > before + 1,
+            10.0,
+            "a commit after the sequencer was killed",
+            0.05,
+        )
+        gap_s = time.monotonic() - killed_at
+        view_timeout_s = 1.0
+        assert gap_s <= 2 * view_timeout_s + 0.5, f"no commit for {gap_s:.2f} s"
+        assert int(status(urls[survivors[0]])["sequencer"]) != seq
+        during = place(
+            w[1],
+            survivors[0],
+            "--side",
+            "sell",
+            "--type",
+            "ioc",
+            "--size",
+            "0.1",
+            "--price",
+            "58000",
+            "--wait",
+        )
+        assert during["submitted"]["status"] == "committed"
+
+        # ---- restart it: it catches up and agrees on every state root --------------------
+        net.nodes[seq].start()
+        target = max(height(urls[i]) for i in survivors)
+        wait_for(lambda: height(urls[seq]) >= target, 60.0, "the restarted node to catch up")
+        top = min(height(u) for u in urls)
+        first = max(1, top - 200)
+        all_roots = [roots(u, first, top) for u in urls]
+        assert all(r == all_roots[0] for r in all_roots[1:])
+        assert len(all_roots[0]) == top - first + 1
+        totals = httpx.get(urls[seq] + "/v1/ledger/totals", timeout=5).json()
+        assert totals["conserved"] and totals["open_interest_balanced"]
+
+
+def _rest(p: PlaceOrder) -> tuple:
+    return (p.side, p.order_type, p.time_in_force, p.reduce_only, p.price, p.size, p.client_id)
+
+
+def _with(p: PlaceOrder, **changes: object) -> PlaceOrder:
+    fields = {f: getattr(p, f) for f, _ in p._WIRE_FIELDS}
+    return PlaceOrder(**{**fields, **changes})
+
+
+def test_signer_keys_are_not_in_logs(tmp_path: Path) -> None:
+    """Operators' logs never carry key material (a quick check over a short run)."""
+    with local_network(tmp_path / "net", n_nodes=4, traders=1) as net:
+        wait_for(lambda: all(height(n.rpc_url) >= 3 for n in net.nodes), 30.0, "three blocks")
+        seeds = [
+            Signer(
+                bytes.fromhex(
+                    __import__("json").loads(
+                        (n.home / "config" / "validator_key.json").read_text()
+                    )["ed25519_seed"]
+                )
+            ).seed.hex()
+            for n in net.nodes
+        ]
+    for n in net.nodes:
+        text = n.log_file.read_text()
+        assert not any(s in text for s in seeds)
