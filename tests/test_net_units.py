@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import struct
 
@@ -234,3 +235,29 @@ def test_net_imports_only_consensus_types_and_its_libraries() -> None:
                 assert root in allowed or root in sys.stdlib_module_names, (path.name, name)
                 if root == "lockstep":
                     assert name.startswith("lockstep.consensus"), (path.name, name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300), cut=st.integers(0, 300))
+def test_garbage_frames_raise_only_frame_errors(data: bytes, cut: int) -> None:
+    from lockstep.net.framing import FrameError
+
+    dec = FrameDecoder()
+    try:
+        dec.feed(data[:cut])
+        dec.feed(data[cut:])
+        dec.close()
+    except FrameError:
+        pass
+    assert dec.buffered <= max(MAX_FRAME_BYTES.values()) + 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=120))
+def test_garbage_envelopes_raise_only_codec_errors(body: bytes) -> None:
+    from lockstep.consensus.codec import CodecError, decode
+    from lockstep.net.envelope import Goodbye, Ping, Pong, SyncRequest, SyncResponse
+
+    for cls in (Ping, Pong, Goodbye, PeerSet, SyncRequest, SyncResponse):
+        with contextlib.suppress(CodecError):
+            decode(body, cls, max_bytes=1 << 20)
