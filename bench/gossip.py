@@ -132,11 +132,13 @@ def _worker(args: argparse.Namespace) -> None:
                 await trio.sleep(0)
         else:
             interval = 0.005
-            per_tick = max(1, round(args.rate / pubs * interval))
+            my_rate = args.rate / pubs
             start = trio.current_time()
             tick = 0
             while seq < per_pub:
-                k = min(per_tick, per_pub - seq)
+                # Catch up after a late tick: the schedule, not the tick count, sets the rate.
+                due = int((trio.current_time() - start) * my_rate) + 1
+                k = min(max(0, due - seq), per_pub - seq)
                 now = time.time_ns()
                 send_batch([HEADER.pack(me, seq + i, now) + pad for i in range(k)])
                 seq += k
