@@ -108,7 +108,7 @@ class GossipParams:
     score: ScoreParams = field(default_factory=ScoreParams)
 
 
-Validator = Callable[[bytes, int, bytes], Verdict]
+MessageValidator = Callable[[bytes, int, bytes], Verdict]
 """``validator(peer_key, kind, body) -> Verdict``, supplied by the node; must not block."""
 
 
@@ -181,7 +181,7 @@ class GossipRouter:
         peer: bytes,
         frames: Iterable[tuple[int, bytes]],
         now: float,
-        validate: Validator,
+        validate: MessageValidator,
     ) -> BatchResult:
         """Apply the rules to a batch of gossip frames from ``peer`` (see module docstring)."""
         st = self._peers[peer]

@@ -52,7 +52,7 @@ from .framing import (
     encode_frame,
     priority_of,
 )
-from .gossip import GossipParams, GossipRouter, Validator, Verdict
+from .gossip import GossipParams, GossipRouter, MessageValidator, Verdict
 from .noise_session import HandshakeConfig, HandshakeError, handshake, noise_static_from_seed
 from .peer import PeerConnection, QueueLimits
 from .peer_manager import Backoff, BackoffParams, keep_new_session
@@ -133,7 +133,7 @@ class Host:
         self,
         config: HostConfig,
         signer: Signer,
-        validator: Validator,
+        validator: MessageValidator,
         *,
         sync_handler: RequestHandler | None = None,
         rng: random.Random | None = None,
@@ -616,7 +616,7 @@ def _peername(stream: trio.SocketStream) -> str:
 async def open_host(
     config: HostConfig,
     signer: Signer,
-    validator: Validator,
+    validator: MessageValidator,
     *,
     sync_handler: RequestHandler | None = None,
     rng: random.Random | None = None,

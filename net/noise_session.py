@@ -122,8 +122,8 @@ class SecureSession:
         return b"".join(parts)
 
     def reader(self) -> RecordReader:
-        reader = RecordReader(self._dec)
-        return reader
+        """The receiving half; one per session."""
+        return RecordReader(self._dec)
 
 
 class RecordReader:
@@ -265,7 +265,7 @@ async def handshake(
     conn = _new_connection(cfg, initiator)
     rd = _Buffered(stream)
     my_static = _static_public(conn)
-    payload = identity_payload if identity_payload is not None else None
+    payload = identity_payload
     try:
         if initiator:
             hello = hello or Hello(PROTOCOL_VERSION, cfg.chain_id)
