@@ -5,8 +5,10 @@ address, and keeps one authenticated session per peer (``noise_session``, tie-br
 in ``peer_manager``). It moves four kinds of application traffic:
 
 * ``broadcast(Kind.TX | Kind.CONSENSUS, payload)``: gossip. Sent to every connected peer; every
-  node validates what it receives with the node's validator before delivering and forwarding it
-  to all its other peers (``gossip``: rate limits, seen-cache, verdicts, scores);
+  node validates what it receives with the node's validator (``gossip``: rate limits,
+  seen-cache, verdicts, scores) before delivering it and forwarding it — consensus messages to
+  every other peer, orders only to peers that the sender and originator have no session with
+  (``_forward``), which in a full mesh is none;
 * ``send(peer, Kind.DIRECT, payload)``: one peer, validated and delivered, never forwarded;
 * ``await request(peer, payload)``: request/response (``sync``), served by ``sync_handler``;
 * inbound: accepted messages arrive on :attr:`Host.inbound` as *batches* (lists) of
