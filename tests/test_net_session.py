@@ -219,3 +219,24 @@ async def test_ping_is_answered_over_a_raw_session() -> None:
             while not any(k == Kind.PONG for k, _ in frames):
                 frames += dec.feed(reader.feed(await stream.receive_some(65536)))
         nursery.cancel_scope.cancel()
+
+
+async def test_configured_observer_is_admitted_and_strangers_are_not() -> None:
+    from lockstep.net.host import HostConfig
+
+    g, s = net_genesis(2)
+    observer, other = stranger("observer"), stranger("not-configured")
+    cfg = HostConfig.from_genesis(g, own_key=s[0].public_key, observers=[observer.public_key])
+    assert cfg.peers[s[1].public_key] == g.validators[1].address  # validators are dialled
+    assert cfg.peers[observer.public_key] is None  # observers dial in
+    assert s[0].public_key not in cfg.peers
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            host = await start_host(nursery, g, s[0], observers=[observer.public_key])
+            stream, _ = await raw_session(host.listen_port, g, observer)
+            await wait_for(lambda: host.is_connected(observer.public_key))
+            await raw_session(host.listen_port, g, other)
+            await _refusal(logs, "unknown_key")
+            assert not host.is_connected(other.public_key)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
