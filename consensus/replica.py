@@ -42,7 +42,7 @@ from .events import Event, MessageReceived, Start, TimerFired, TimerKind, Transa
 from .genesis import Genesis
 from .messages import Block, Proposal, QuorumCert, Timeout, TimeoutCert, Vote, VoteData, VrfTicket
 from .pacemaker import MAX_FUTURE_VIEWS, Pacemaker
-from .quorum import CertificateError, ValidatorSet, Verifier, genesis_block_hash
+from .quorum import CertificateError, ValidatorSet, Verifier, encoded, genesis_block_hash
 from .safety_rules import NotSafe, SafetyRules, SafetyState
 from .sync import (
     MAX_SYNC_BLOCKS,
@@ -459,7 +459,7 @@ class Replica:
         self._fetch(p.block.parent_hash, sender)
 
     def _hash(self, block: Block) -> bytes:
-        return sha256(signing_bytes(DOMAIN_BLOCK, self.chain_id, block.encode()))
+        return sha256(signing_bytes(DOMAIN_BLOCK, self.chain_id, encoded(block)))
 
     def _check_block(self, b: Block, h: bytes, parent: TreeNode) -> str | None:
         """Rules a block must meet to be stored; None if it meets them, else the reason."""
@@ -469,7 +469,7 @@ class Replica:
             return "justify QC does not match the parent"
         if b.timestamp_ms < parent.timestamp_ms:
             return "timestamp before the parent's"
-        if len(b.encode()) > limits.MAX_BLOCK_BYTES:
+        if len(encoded(b)) > limits.MAX_BLOCK_BYTES:
             return "block too large"
         try:
             leader = self.election.leader(b.view, parent)
@@ -624,7 +624,7 @@ class Replica:
             txs=payload.txs,
             tickets=self._tickets_or_none(view, tip),
         )
-        signature = self._signer.sign(DOMAIN_PROPOSAL, self.chain_id, block.encode())
+        signature = self._signer.sign(DOMAIN_PROPOSAL, self.chain_id, encoded(block))
         proposal = Proposal(block, tc, signature)
         self.proposed_view = view
         self.last_proposal_ms = self._now

@@ -36,6 +36,8 @@ from lockstep.consensus.messages import (
 )
 from lockstep.consensus.sync import SyncInfo
 
+from .network import block_hash
+
 BEHAVIOURS = ("equivocate", "double_vote", "bad_sig", "forge", "withhold", "bad_payload")
 
 
@@ -99,7 +101,7 @@ class DoubleVote(Behaviour):
     def incoming(self, sender: int, msg: Any) -> list[Effect]:
         if isinstance(msg, Proposal):
             b = msg.block
-            h = b.block_hash(self.chain_id)
+            h = block_hash(self.chain_id, b)
             return [Broadcast(self._vote(VoteData(b.view, b.height, h)))]
         return []
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from lockstep.consensus.crypto import DOMAIN_BLOCK, sha256, signing_bytes
+from lockstep.consensus.quorum import encoded
 
 
 @dataclass(frozen=True)
@@ -40,31 +43,38 @@ class NetworkFaults:
     partitions: tuple[Partition, ...] = ()
 
 
-@dataclass(order=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     at_ms: int
     seq: int
-    kind: str = field(compare=False)
-    payload: Any = field(compare=False)
+    kind: str
+    payload: Any
 
 
 class EventQueue:
+    """A heap of ``(at_ms, seq, kind, payload)``; ``seq`` breaks ties deterministically."""
+
     def __init__(self) -> None:
-        self._heap: list[Entry] = []
+        self._heap: list[tuple[int, int, str, Any]] = []
         self._seq = 0
 
     def push(self, at_ms: int, kind: str, payload: Any) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, Entry(at_ms, self._seq, kind, payload))
+        heapq.heappush(self._heap, (at_ms, self._seq, kind, payload))
 
     def pop(self) -> Entry:
-        return heapq.heappop(self._heap)
+        return Entry(*heapq.heappop(self._heap))
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def peek_time(self) -> int:
         return self._heap[0].at_ms
+
+
+def block_hash(chain_id: bytes, block: Any) -> bytes:
+    """A block's hash through the shared encoding memo (the simulator hashes every proposal)."""
+    return sha256(signing_bytes(DOMAIN_BLOCK, chain_id, encoded(block)))
 
 
 class SimNetwork:

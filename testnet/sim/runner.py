@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, SignedTx, TimeInForce
+from lockstep.consensus.block_tree import BlockTree
 from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer, sha256
 from lockstep.consensus.effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
+from lockstep.consensus.election import Election
 from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
 from lockstep.consensus.genesis import (
     Account,
@@ -44,14 +46,14 @@ from lockstep.consensus.genesis import (
     default_markets,
 )
 from lockstep.consensus.messages import Block, Proposal, Vote, VoteData, decode_message
-from lockstep.consensus.quorum import CachingVerifier, Verifier
+from lockstep.consensus.quorum import CachingVerifier, ValidatorSet, Verifier, genesis_block_hash
 from lockstep.consensus.replica import Payload, Replica
 from lockstep.consensus.safety_rules import SafetyState
 from lockstep.consensus.sync import CommittedBlock
 from lockstep.consensus.vrf import vrf_keypair_from_seed
 
 from .byzantine import BEHAVIOURS, Behaviour, make_behaviour
-from .network import EventQueue, NetworkFaults, Partition, SimNetwork
+from .network import EventQueue, NetworkFaults, Partition, SimNetwork, block_hash
 
 SIZES = (4, 7, 10, 16)
 KINDS = (
@@ -240,6 +242,18 @@ class Scenario:
         return " ".join(parts)
 
 
+LEADER_FAULTS = frozenset({"equivocate", "withhold", "bad_payload", "twins", "forge", "mixed"})
+"""Fault kinds that matter most when the faulty validator leads."""
+
+
+def first_sequencer(weights: tuple[int, ...]) -> int:
+    """Rank 0 of epoch 0 (fixed by the genesis: no tickets yet)."""
+    g = build_network(weights).genesis
+    vs = ValidatorSet.from_genesis(g, shared_verifier())
+    tree = BlockTree(genesis_block_hash(g.chain_id), vs.genesis_qc, 0, g.timing.epoch_views)
+    return Election(vs, tree, g.timing.epoch_views).ranking(0, tree.genesis)[0]
+
+
 def max_faulty(weights: tuple[int, ...]) -> int:
     return (sum(weights) - 1) // 3
 
@@ -253,6 +267,11 @@ def random_scenario(seed: int, kind: str | None = None, n: int | None = None) ->
     f = max_faulty(weights)
     order = list(range(n))
     rng.shuffle(order)
+    if kind in LEADER_FAULTS and rng.random() < 0.5:
+        # Make the first sequencer faulty half the time, so the fault bites from view 1.
+        first = first_sequencer(weights)
+        order.remove(first)
+        order.insert(0, first)
 
     def pick_faulty(limit: int) -> list[int]:
         chosen, w = [], 0
@@ -309,7 +328,16 @@ def random_scenario(seed: int, kind: str | None = None, n: int | None = None) ->
         for i in pick_faulty(rng.randint(0, f)):
             byzantine[i] = rng.choice(BEHAVIOURS)
         crashes = _crashes(rng, n, f - sum(weights[i] for i in byzantine), weights, gst, used)
-    return Scenario(seed, kind, weights, faults, byzantine, twins, tuple(crashes))
+    return Scenario(
+        seed,
+        kind,
+        weights,
+        faults,
+        byzantine,
+        twins,
+        tuple(crashes),
+        commits_after_gst=rng.randint(3, 3 * SIM_TIMING.epoch_views),
+    )
 
 
 def _crashes(
@@ -487,7 +515,7 @@ class Simulation:
 
     def _record_outgoing(self, inst: Instance, msg: Any) -> None:
         if isinstance(msg, Proposal):
-            h = msg.block.block_hash(self.chain_id)
+            h = block_hash(self.chain_id, msg.block)
             self.proposal_sent_ms.setdefault(h, self.now)
             self.proposers.setdefault(h, msg.block.proposer)
         if not inst.honest or not isinstance(msg, Vote):
