@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ from .rate_limit import TokenBucket
 __all__ = [
     "GossipParams",
     "GossipRouter",
+    "MessageCache",
     "SeenCache",
     "Verdict",
     "message_id",
@@ -105,6 +107,12 @@ class GossipParams:
     """~60 s of orders at 16k/s; each entry is ~150 bytes of dict and key."""
     seen_ttl_s: float = 120.0
     """Longer than any transaction's useful life in the mempool before it is in a block."""
+    heartbeat_s: float = 0.25
+    """IHAVE period; GossipSub uses 1 s, we want a lost order back within a few blocks."""
+    lazy_peers: int = 3
+    """Peers that get each IHAVE (GossipSub's D_lazy is 6 for meshes of 6-12)."""
+    mcache_max_entries: int = 2 * 16_384
+    """Orders answerable by IWANT per heartbeat generation: ~1 s of the verification bound."""
     score: ScoreParams = field(default_factory=ScoreParams)
 
 
@@ -125,9 +133,9 @@ class _PeerState:
 class BatchResult:
     """What to do after a batch of one peer's gossip frames."""
 
-    accepted: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
-    """(kind, body, origin) to deliver and forward; ``origin`` is None when the sender is the
-    originator, else the originator's key from a ``TX_RELAY`` (whose kind becomes ``TX``)."""
+    accepted: list[tuple[int, bytes, bytes | None, bytes]] = field(default_factory=list)
+    """(kind, body, origin, id) to deliver and forward; ``origin`` is None when the sender is
+    the originator, else the originator's key from a ``TX_RELAY`` (whose kind becomes ``TX``)."""
     rejected: int = 0
     ignored: int = 0
     duplicates: int = 0
@@ -136,6 +144,43 @@ class BatchResult:
     """The validator raised instead of answering (a node bug): treated as IGNORE."""
     disconnect: str | None = None
     """Set to a reason code when the peer's score fell below the threshold."""
+
+
+class MessageCache:
+    """Recently accepted orders by id, to answer IWANTs (GossipSub's ``mcache``).
+
+    ``generations`` dicts rotated by the host's heartbeat: an order is kept for that many
+    heartbeats, long enough for the IHAVE that announces it (one heartbeat late, see ``host``)
+    to be answered.
+    """
+
+    __slots__ = ("_gens", "generations", "max_entries")
+
+    def __init__(self, max_entries: int, generations: int = 3) -> None:
+        assert generations >= 1
+        self.max_entries = max_entries
+        self.generations = generations
+        self._gens: deque[dict[bytes, tuple[bytes, bytes]]] = deque([{}])
+
+    def put(self, mid: bytes, origin: bytes, body: bytes) -> None:
+        cur = self._gens[0]
+        if len(cur) < self.max_entries:
+            cur[mid] = (origin, body)
+
+    def get(self, mid: bytes) -> tuple[bytes, bytes] | None:
+        for gen in self._gens:
+            hit = gen.get(mid)
+            if hit is not None:
+                return hit
+        return None
+
+    def rotate(self) -> None:
+        self._gens.appendleft({})
+        if len(self._gens) > self.generations:
+            self._gens.pop()
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self._gens)
 
 
 class GossipRouter:
@@ -157,13 +202,13 @@ class GossipRouter:
         st = self._peers.get(peer)
         return 0.0 if st is None else st.score.score(now)
 
-    def mark_own(self, body: bytes, now: float) -> bool:
-        """Record a message we originate; return False if it was already seen."""
+    def mark_own(self, body: bytes, now: float) -> bytes | None:
+        """Record a message we originate; return its id, or None if it was already seen."""
         mid = message_id(body)
         if mid in self.seen:
-            return False
+            return None
         self.seen.add(mid, Verdict.ACCEPT, now)
-        return True
+        return mid
 
     def admit(self, peer: bytes, size: int, now: float) -> str | None:
         """Charge a non-gossip frame (ping, peers, sync) to the peer's buckets.
@@ -229,7 +274,7 @@ class GossipRouter:
             if verdict == Verdict.ACCEPT:
                 seen_add(mid, Verdict.ACCEPT, now)
                 score.first += 1.0
-                accepted.append((kind, body, origin))
+                accepted.append((kind, body, origin, mid))
             elif verdict == Verdict.REJECT:
                 seen_add(mid, Verdict.REJECT, now)
                 res.rejected += 1

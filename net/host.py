@@ -48,13 +48,16 @@ from .framing import (
     APP_KINDS,
     GOSSIP_KINDS,
     MAX_FRAME_BYTES,
+    MAX_IHAVE_IDS,
+    MAX_IWANT_IDS,
+    MESSAGE_ID_BYTES,
     VALIDATED_KINDS,
     Kind,
     Priority,
     encode_frame,
     priority_of,
 )
-from .gossip import GossipParams, GossipRouter, MessageValidator, Verdict
+from .gossip import GossipParams, GossipRouter, MessageCache, MessageValidator, Verdict
 from .noise_session import HandshakeConfig, HandshakeError, handshake, noise_static_from_seed
 from .peer import PeerConnection, QueueLimits
 from .peer_manager import Backoff, BackoffParams, keep_new_session
@@ -158,6 +161,12 @@ class Host:
         self._banned_until: dict[bytes, float] = {}
         self._connected_changed = trio.Event()
         self.router = GossipRouter(config.gossip, 0.0)
+        self._mcache = MessageCache(config.gossip.mcache_max_entries)
+        self._ihave: list[bytes] = []
+        """Ids of orders accepted or published since the last heartbeat."""
+        self._ihave_due: list[bytes] = []
+        """Ids from the heartbeat before: announced at the next one, so the direct copy has had
+        a whole heartbeat to arrive and a healthy mesh sends no IWANT."""
         self.sync = SyncEndpoint(self, sync_handler)
         self._inbound_send, self.inbound = trio.open_memory_channel[list[Inbound]](
             config.inbound_batches
@@ -174,6 +183,8 @@ class Host:
             "duplicates": 0,
             "flooded": 0,
             "inbound_dropped": 0,
+            "iwant_sent": 0,
+            "iwant_served": 0,
         }
 
     # ================================================================= public API
@@ -188,6 +199,7 @@ class Host:
             for key, address in self._peers.items():
                 if address:
                     self._start_dialler(key, address)
+            nursery.start_soon(self._heartbeat)
             task_status.started(self.listen_port)
 
     def broadcast(self, kind: Kind, payload: bytes) -> int:
@@ -195,8 +207,11 @@ class Host:
         if kind not in GOSSIP_KINDS:
             raise ValueError(f"{kind!r} is not a gossip kind")
         self._check_size(kind, payload)
-        if not self.router.mark_own(payload, trio.current_time()):
+        mid = self.router.mark_own(payload, trio.current_time())
+        if mid is None:
             return 0
+        if kind == Kind.TX:
+            self._remember(mid, self.key, payload)
         return self._fan_out(encode_frame(kind, payload), priority_of(kind), None)
 
     def send(self, peer: bytes, kind: Kind, payload: bytes) -> bool:
@@ -495,14 +510,16 @@ class Host:
             sender = conn.key
             stats["delivered"] += len(accepted)
             try:
-                self._inbound_send.send_nowait([Inbound(sender, k, b) for k, b, _ in accepted])
+                self._inbound_send.send_nowait([Inbound(sender, k, b) for k, b, _, _ in accepted])
             except trio.WouldBlock:
                 stats["inbound_dropped"] += len(accepted)
             stats["forwarded"] += self._forward(sender, accepted)
         if res.disconnect is not None:
             self._ban(conn, res.disconnect)
 
-    def _forward(self, sender: bytes, accepted: list[tuple[int, bytes, bytes | None]]) -> int:
+    def _forward(
+        self, sender: bytes, accepted: list[tuple[int, bytes, bytes | None, bytes]]
+    ) -> int:
         """Forward accepted messages; return how many frames were queued.
 
         Consensus messages are flooded to every peer but the sender. Orders are relayed only to
@@ -512,7 +529,9 @@ class Host:
         """
         n = 0
         direct_targets: list[PeerConnection] | None = None
-        for kind, body, origin in accepted:
+        for kind, body, origin, mid in accepted:
+            if kind == Kind.TX:
+                self._remember(mid, origin or sender, body)
             if kind == Kind.CONSENSUS:
                 n += self._fan_out(encode_frame(kind, body), Priority.CONTROL, sender)
             elif kind == Kind.TX:
@@ -542,6 +561,60 @@ class Host:
                 covered |= o.remote_peers
         return [c for k, c in conns.items() if k not in covered]
 
+    # ================================================================= lazy repair
+
+    def _remember(self, mid: bytes, origin: bytes, body: bytes) -> None:
+        """Keep an accepted order for IWANTs and announce it in the next IHAVE."""
+        self._mcache.put(mid, origin, body)
+        if len(self._ihave) < self.config.gossip.mcache_max_entries:
+            self._ihave.append(mid)
+
+    async def _heartbeat(self) -> None:
+        """Every ``heartbeat_s``: IHAVE to ``lazy_peers`` random peers, then age the cache.
+
+        This repairs what the relay rule cannot see: an order lost on a link that was dead
+        before anyone noticed, or relayed by a stale ``PEERS`` view (GossipSub's gossip
+        emission, on our full mesh).
+        """
+        params = self.config.gossip
+        while True:
+            await trio.sleep(params.heartbeat_s)
+            ids, self._ihave_due, self._ihave = self._ihave_due, self._ihave, []
+            conns = list(self._conns.values())
+            if ids and conns:
+                chosen = self.rng.sample(conns, min(params.lazy_peers, len(conns)))
+                for i in range(0, len(ids), MAX_IHAVE_IDS):
+                    frame = encode_frame(Kind.IHAVE, b"".join(ids[i : i + MAX_IHAVE_IDS]))
+                    for c in chosen:
+                        c.enqueue(frame, Priority.TX)
+            self._mcache.rotate()
+
+    def _on_ihave(self, conn: PeerConnection, body: bytes) -> None:
+        seen = self.router.seen
+        want = []
+        for i in range(0, len(body), MESSAGE_ID_BYTES):
+            mid = body[i : i + MESSAGE_ID_BYTES]
+            if mid not in seen:
+                want.append(mid)
+                if len(want) == MAX_IWANT_IDS:
+                    break
+        if want:
+            self.stats["iwant_sent"] += len(want)
+            conn.enqueue(encode_frame(Kind.IWANT, b"".join(want)), Priority.TX)
+
+    def _on_iwant(self, conn: PeerConnection, body: bytes) -> None:
+        get = self._mcache.get
+        for i in range(0, len(body), MESSAGE_ID_BYTES):
+            hit = get(body[i : i + MESSAGE_ID_BYTES])
+            if hit is not None:
+                origin, order = hit
+                if origin == self.key:
+                    frame = encode_frame(Kind.TX, order)
+                else:
+                    frame = encode_frame(Kind.TX_RELAY, origin + order)
+                if conn.enqueue(frame, Priority.TX):
+                    self.stats["iwant_served"] += 1
+
     def _announce_peers(self) -> None:
         """Tell every peer which sessions we have (they steer order relaying with it)."""
         frame = encode_frame(Kind.PEERS, PeerSet(tuple(sorted(self._conns))).encode())
@@ -567,6 +640,13 @@ class Host:
                 self.sync.on_request(conn, body, self._nursery)
             elif kind == Kind.SYNC_RESPONSE:
                 self.sync.on_response(conn, body)
+            elif kind in (Kind.IHAVE, Kind.IWANT):
+                if len(body) % MESSAGE_ID_BYTES:
+                    conn.close("malformed_message", f"kind {int(kind)}: ragged id list")
+                elif kind == Kind.IHAVE:
+                    self._on_ihave(conn, body)
+                else:
+                    self._on_iwant(conn, body)
             elif kind == Kind.PEERS:
                 peers = decode(body, PeerSet, max_bytes=MAX_FRAME_BYTES[Kind.PEERS])
                 conn.remote_peers = frozenset(peers.keys)

@@ -397,3 +397,31 @@ async def test_replacing_a_session_loses_no_frames() -> None:
         assert a._conns[b.key] is not first  # the session was replaced meanwhile
         assert sorted(m.payload for m in got) == sorted(b"order-%d" % i for i in range(n))
         nursery.cancel_scope.cancel()
+
+
+async def test_orders_lost_on_a_silent_link_are_repaired_by_ihave() -> None:
+    """A's link to C silently loses orders; B's IHAVE lets C fetch them with IWANT."""
+    from lockstep.net.framing import Priority
+
+    g, s = net_genesis(3)
+    async with trio.open_nursery() as nursery:
+        hosts = [
+            await start_host(nursery, g, s[i], seed=i, gossip=with_gossip(heartbeat_s=0.05))
+            for i in range(3)
+        ]
+        a, b, c = hosts
+        link_all(hosts)
+        await wait_mesh(hosts)
+        await wait_for(lambda: all(len(x.remote_peers) == 2 for x in b._conns.values()))
+        got: list = []
+        nursery.start_soon(collect, c, got)
+        lossy = a._conns[c.key]
+        real_enqueue = lossy.enqueue
+        lossy.enqueue = lambda f, prio: prio != Priority.TX and real_enqueue(f, prio)  # type: ignore[method-assign]
+        for i in range(50):
+            a.broadcast(Kind.TX, b"order-%d" % i)
+        await wait_for(lambda: len(got) == 50, 3.0)
+        assert {m.payload for m in got} == {b"order-%d" % i for i in range(50)}
+        assert {m.peer for m in got} == {b.key}  # all came back through B
+        assert c.stats["iwant_sent"] >= 50 and b.stats["iwant_served"] >= 50
+        nursery.cancel_scope.cancel()

@@ -164,7 +164,7 @@ def test_router_verdicts() -> None:
 
     frames = [(Kind.TX, b"good"), (Kind.TX, b"bad"), (Kind.TX, b"meh"), (Kind.TX, b"good")]
     res = r.receive(peer, frames, 0.0, validate)
-    assert res.accepted == [(Kind.TX, b"good", None)]
+    assert res.accepted == [(Kind.TX, b"good", None, message_id(b"good"))]
     assert (res.rejected, res.ignored, res.duplicates, res.disconnect) == (1, 1, 1, None)
     assert calls == [b"good", b"bad", b"meh"]
     assert r.score(peer, 0.0) == pytest.approx(-1.0 + 0.01)
@@ -172,9 +172,9 @@ def test_router_verdicts() -> None:
     res = r.receive(other, [(Kind.TX_RELAY, peer + b"bad")], 0.0, validate)
     assert res.duplicates == 1 and len(calls) == 3 and r.score(other, 0.0) == -1.0
     relayed = r.receive(other, [(Kind.TX_RELAY, peer + b"new")], 0.0, lambda *a: Verdict.ACCEPT)
-    assert relayed.accepted == [(Kind.TX, b"new", peer)]
+    assert relayed.accepted == [(Kind.TX, b"new", peer, message_id(b"new"))]
     assert message_id(b"new") in r.seen
-    assert not r.mark_own(b"new", 0.0) and r.mark_own(b"mine", 0.0)
+    assert r.mark_own(b"new", 0.0) is None and r.mark_own(b"mine", 0.0) == message_id(b"mine")
 
 
 def test_router_disconnects_a_peer_sending_invalid_messages() -> None:
