@@ -67,6 +67,10 @@ __all__ = ["Host", "HostConfig", "Inbound", "Verdict", "open_host"]
 
 log = structlog.get_logger("lockstep.net")
 
+IWANT_SERVED_PER_HEARTBEAT = 2 * MAX_IWANT_IDS
+"""Orders sent to one peer per heartbeat in answer to its IWANTs: two full requests, as
+GossipSub bounds retransmissions, so IWANT cannot amplify a peer's traffic without bound."""
+
 
 class Inbound(NamedTuple):
     """One accepted message: who sent it (Ed25519 key), its kind, its bytes."""
@@ -581,6 +585,8 @@ class Host:
             await trio.sleep(params.heartbeat_s)
             ids, self._ihave_due, self._ihave = self._ihave_due, self._ihave, []
             conns = list(self._conns.values())
+            for c in conns:
+                c.iwant_served = 0
             if ids and conns:
                 chosen = self.rng.sample(conns, min(params.lazy_peers, len(conns)))
                 for i in range(0, len(ids), MAX_IHAVE_IDS):
@@ -605,6 +611,9 @@ class Host:
     def _on_iwant(self, conn: PeerConnection, body: bytes) -> None:
         get = self._mcache.get
         for i in range(0, len(body), MESSAGE_ID_BYTES):
+            if conn.iwant_served >= IWANT_SERVED_PER_HEARTBEAT:
+                return  # answering more would let IWANT amplify a peer's traffic
+            conn.iwant_served += 1
             hit = get(body[i : i + MESSAGE_ID_BYTES])
             if hit is not None:
                 origin, order = hit

@@ -108,6 +108,8 @@ class PeerConnection:
         """The peer's own sessions, as it last announced them (``Kind.PEERS``)."""
         self._ping_sent: dict[int, float] = {}
         self._write_started: float | None = None
+        self.iwant_served = 0
+        """Orders sent in answer to this peer's IWANTs since the last heartbeat."""
         self.successor: PeerConnection | None = None
         """Set when a newer session to the same peer replaced this one (see ``retire``)."""
 
