@@ -131,8 +131,12 @@ class HostConfig:
 
 
 def _split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
+    """``host:port`` (``[v6]:port`` too) → (host, port); ValueError if it is not one."""
+    host, sep, port = address.rpartition(":")
+    number = int(port)
+    if not sep or not host or not 0 < number < 65536:
+        raise ValueError(f"not a host:port address: {address!r}")
+    return host.strip("[]"), number
 
 
 class Host:
@@ -410,6 +414,11 @@ class Host:
 
     def _start_dialler(self, key: bytes, address: str) -> None:
         if key in self._dialling:
+            return
+        try:
+            _split_address(address)
+        except ValueError:
+            log.error("peer_address_invalid", node=self.short, peer=key.hex()[:8], addr=address)
             return
         self._dialling.add(key)
         assert self._nursery is not None

@@ -203,7 +203,8 @@ class PeerConnection:
     async def _goodbye(self) -> None:
         reason = self.close_reason or "closed"
         with trio.CancelScope(shield=True), trio.move_on_after(0.05):
-            if reason not in _SILENT_REASONS:
+            # Not after a write cut off midway: a record appended to half a record is garbage.
+            if reason not in _SILENT_REASONS and self._write_started is None:
                 try:
                     frame = encode_frame(Kind.GOODBYE, Goodbye(reason[:64]).encode())
                     await self.stream.send_all(self.session.seal(frame))

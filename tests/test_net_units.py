@@ -261,3 +261,13 @@ def test_garbage_envelopes_raise_only_codec_errors(body: bytes) -> None:
     for cls in (Ping, Pong, Goodbye, PeerSet, SyncRequest, SyncResponse):
         with contextlib.suppress(CodecError):
             decode(body, cls, max_bytes=1 << 20)
+
+
+def test_addresses_are_parsed_strictly() -> None:
+    from lockstep.net.host import _split_address
+
+    assert _split_address("127.0.0.1:27000") == ("127.0.0.1", 27000)
+    assert _split_address("[::1]:9") == ("::1", 9)
+    for bad in ("nohost", "host:", ":80", "h:0", "h:70000", "h:x"):
+        with pytest.raises(ValueError):
+            _split_address(bad)
