@@ -11,7 +11,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from lockstep.consensus.actions import (
     CancelAll,
     CancelOrder,
@@ -45,14 +51,18 @@ class ExchangeMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="exprop-"))
-        self.h = Harness(self.dir / "a.db", dict(BALANCES), insurance=400 * USD,
-                         markets=MARKETS)
-        self.money0 = self.h.total_money()
         self.pending: list[SignedTx] = []
         self.blocks: list[tuple[int, int, list[SignedTx]]] = []
         self.sent: list[SignedTx] = []
         self.cids: dict[tuple[str, int], list[int]] = {}
         self.index = {0: 100, 1: 10_000}
+
+    @initialize(insurance_usd=st.sampled_from([0, 50, 400, 1_000_000]))
+    def start(self, insurance_usd: int) -> None:
+        """An empty fund reaches ADL often, a large one takes positions over."""
+        self.h = Harness(self.dir / "a.db", dict(BALANCES), insurance=insurance_usd * USD,
+                         markets=MARKETS)
+        self.money0 = self.h.total_money()
 
     # ----------------------------------------------------------------------- actions
 
@@ -217,6 +227,9 @@ class ExchangeMachine(RuleBasedStateMachine):
     # ----------------------------------------------------------------------- the end
 
     def teardown(self) -> None:
+        if not hasattr(self, "h"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
         try:
             if self.pending:
                 self._apply(100)
