@@ -82,6 +82,22 @@ def test_a_broken_safety_rule_is_caught_with_seed_and_trace(monkeypatch) -> None
     assert f"seed {caught.seed}" in text and "--seed" in text and " <- " in text
 
 
+def test_dropping_the_tc_clause_of_the_vote_rule_is_caught(monkeypatch) -> None:
+    """Mutation check: accept any block after a TC, whatever QC it extends. A forking leader
+    (proposes on an old QC after a TC) then gets two conflicting 2-chains certified."""
+
+    def weakened(view, qc_view, tc, last_voted_view):
+        if view <= last_voted_view:
+            return False
+        return view == qc_view + 1 or (tc is not None and view == tc.view + 1)
+
+    monkeypatch.setattr(safety_rules, "safe_to_vote", weakened)
+    with pytest.raises(SimulationFailure) as e:
+        for seed in range(10, 30):
+            run_seed(seed, "fork")
+    assert e.value.invariant in {"agreement", "replica halted", "in-order commits"}
+
+
 def test_a_vote_sent_before_persisting_is_caught(monkeypatch) -> None:
     """Mutation check: reorder a replica's effects so the vote leaves before the persist."""
     from lockstep.consensus.effects import PersistSafety

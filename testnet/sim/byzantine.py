@@ -15,6 +15,9 @@ Behaviours (``BEHAVIOURS``):
   signatures, TCs with bad signatures, far-future views; and replays stale valid ones.
 * ``withhold`` — a leader that never sends its proposals (but votes and times out).
 * ``bad_payload`` — proposes blocks whose state root the node layer rejects.
+* ``fork`` — as leader after a timeout certificate, proposes on the *oldest* QC it can (below
+  the TC's highest report) instead of its highest: exactly what the vote rule's TC clause and
+  the lock must refuse, so a weakened rule shows up as an agreement violation.
 * ``twins`` — handled by the runner: two honest-code instances share one key.
 """
 
@@ -24,7 +27,7 @@ import dataclasses
 import random
 from typing import Any
 
-from lockstep.consensus.crypto import DOMAIN_PROPOSAL, DOMAIN_VOTE, Signer
+from lockstep.consensus.crypto import DOMAIN_PROPOSAL, DOMAIN_VOTE, Signer, sha256
 from lockstep.consensus.effects import Broadcast, Effect, Send
 from lockstep.consensus.messages import (
     Proposal,
@@ -38,7 +41,7 @@ from lockstep.consensus.sync import SyncInfo
 
 from .network import block_hash
 
-BEHAVIOURS = ("equivocate", "double_vote", "bad_sig", "forge", "withhold", "bad_payload")
+BEHAVIOURS = ("equivocate", "double_vote", "bad_sig", "forge", "withhold", "bad_payload", "fork")
 
 
 def _corrupt(sig: bytes) -> bytes:
@@ -51,6 +54,8 @@ class Behaviour:
     def __init__(self, index: int, signer: Signer, chain_id: bytes, n: int, rng: random.Random):
         self.index, self.signer, self.chain_id, self.n, self.rng = index, signer, chain_id, n, rng
         self.stale: list[Any] = []
+        self.replica: Any = None
+        """The real replica this behaviour wraps (set by the runner at each boot)."""
 
     def outgoing(self, effects: list[Effect]) -> list[Effect]:
         return effects
@@ -176,6 +181,61 @@ class Withhold(Behaviour):
         ]
 
 
+class Fork(Behaviour):
+    name = "fork"
+
+    def outgoing(self, effects: list[Effect]) -> list[Effect]:
+        out: list[Effect] = []
+        for e in effects:
+            if (
+                isinstance(e, Broadcast)
+                and isinstance(e.message, Proposal)
+                and e.message.last_tc is not None
+            ):
+                forked = self._fork(e.message)
+                if forked is not None:
+                    e = Broadcast(forked)
+            out.append(e)
+        return out
+
+    def _fork(self, p: Proposal) -> Proposal | None:
+        r = self.replica
+        b = p.block
+        if r is None:
+            return None
+        candidates = [
+            node
+            for node in r.tree.nodes.values()
+            if node.qc is not None
+            and node.view < b.justify.view
+            and node.hash != b.parent_hash
+            and r.election.leader(b.view, node) == self.index
+        ]
+        if not candidates:
+            return None
+        parent = min(candidates, key=lambda node: node.view)
+        app_root = (
+            sha256(
+                (parent.block.state_root if parent.block else bytes(32))
+                + parent.height.to_bytes(8, "big")
+            )
+            if parent.block
+            else bytes(32)
+        )
+        fork = dataclasses.replace(
+            b,
+            height=parent.height + 1,
+            parent_hash=parent.hash,
+            justify=parent.qc,
+            timestamp_ms=max(b.timestamp_ms, parent.timestamp_ms),
+            state_height=parent.height,
+            state_root=app_root,
+            tickets=(),
+        )
+        sig = self.signer.sign(DOMAIN_PROPOSAL, self.chain_id, fork.encode())
+        return Proposal(fork, p.last_tc, sig)
+
+
 class BadPayload(Behaviour):
     """The runner gives this validator an application that proposes wrong state roots."""
 
@@ -183,7 +243,7 @@ class BadPayload(Behaviour):
 
 
 _BY_NAME: dict[str, type[Behaviour]] = {
-    c.name: c for c in (Equivocate, DoubleVote, BadSig, Forge, Withhold, BadPayload)
+    c.name: c for c in (Equivocate, DoubleVote, BadSig, Forge, Withhold, BadPayload, Fork)
 }
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, SignedTx, TimeInForce
-from lockstep.consensus.block_tree import BlockTree
+from lockstep.consensus.block_tree import BlockTree, ConflictingCommit
 from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer, sha256
 from lockstep.consensus.effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
@@ -47,7 +47,7 @@ from lockstep.consensus.genesis import (
 )
 from lockstep.consensus.messages import Block, Proposal, Vote, VoteData, decode_message
 from lockstep.consensus.quorum import CachingVerifier, ValidatorSet, Verifier, genesis_block_hash
-from lockstep.consensus.replica import Payload, Replica
+from lockstep.consensus.replica import Payload, Replica, ReplicaHalted
 from lockstep.consensus.safety_rules import SafetyState
 from lockstep.consensus.sync import CommittedBlock
 from lockstep.consensus.vrf import vrf_keypair_from_seed
@@ -57,6 +57,7 @@ from .network import EventQueue, NetworkFaults, Partition, SimNetwork, block_has
 
 SIZES = (4, 7, 10, 16)
 KINDS = (
+    "fork",
     "clean",
     "lossy",
     "crash",
@@ -242,7 +243,9 @@ class Scenario:
         return " ".join(parts)
 
 
-LEADER_FAULTS = frozenset({"equivocate", "withhold", "bad_payload", "twins", "forge", "mixed"})
+LEADER_FAULTS = frozenset(
+    {"equivocate", "withhold", "bad_payload", "twins", "forge", "mixed", "fork"}
+)
 """Fault kinds that matter most when the faulty validator leads."""
 
 
@@ -319,7 +322,7 @@ def random_scenario(seed: int, kind: str | None = None, n: int | None = None) ->
     elif kind in BEHAVIOURS:
         for i in pick_faulty(rng.randint(1, max(1, f))):
             byzantine[i] = kind
-        faults = noisy if rng.random() < 0.3 else calm
+        faults = noisy if kind == "fork" or rng.random() < 0.3 else calm
     elif kind == "twins":
         twins = tuple(pick_faulty(rng.randint(1, max(1, f))))
         faults = noisy if rng.random() < 0.5 else NetworkFaults(delay_ms=(1, 30), gst_ms=gst)
@@ -426,6 +429,7 @@ class Simulation:
         self.height_ms: dict[int, int] = {}
         self.proposers: dict[bytes, int] = {}
         self.sequencer_crash: tuple[int, int] | None = None
+        self._current: Instance | None = None
         self.instances: list[Instance] = []
         for i in range(scenario.n):
             name = scenario.byzantine.get(i)
@@ -456,6 +460,8 @@ class Simulation:
 
     def _boot(self, inst: Instance) -> None:
         inst.replica = self._new_replica(inst)
+        if inst.behaviour is not None:
+            inst.behaviour.replica = inst.replica
         inst.incarnation += 1
         inst.timers.clear()
         # Like the node: hand back only the recent history (three epochs' worth of blocks).
@@ -597,12 +603,24 @@ class Simulation:
                     if inst.replica is not None:
                         inst.reference = (self.now, self._highest_view())
             self.steps += 1
-            self._step(entry.kind, entry.payload)
+            try:
+                self._step(entry.kind, entry.payload)
+            except (ReplicaHalted, ConflictingCommit) as e:
+                # A replica stopped itself on a broken invariant: a Byzantine one may (it runs
+                # honest code on forked state); an honest one means the protocol failed.
+                culprit = self._current
+                if culprit is not None and culprit.honest:
+                    self.fail("replica halted", f"instance {culprit.id}: {e}")
+                if culprit is not None:
+                    self._crash(culprit)
             if gst_marked and self._done():
                 break
         return self._finish()
 
     def _step(self, kind: str, payload: Any) -> None:
+        self._current = None
+        if kind in ("msg", "timer"):
+            self._current = self.instances[payload[0]]
         if kind == "msg":
             inst_id, sender, msg = payload
             inst = self.instances[inst_id]
