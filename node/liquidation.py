@@ -99,20 +99,25 @@ def split_pro_rata(total: int, weights: list[tuple[bytes, int]]) -> list[tuple[b
 class RiskIndex:
     """Safe price bands per account and market (see the module docstring)."""
 
-    __slots__ = ("_high", "_live", "_low", "_version", "mm_max")
+    __slots__ = ("_bands", "_high", "_live", "_low", "_version", "mm_max")
 
     def __init__(self, mm_max: dict[int, int]) -> None:
         self.mm_max = mm_max
         self._low: dict[int, list[tuple[int, bytes, int]]] = {m: [] for m in mm_max}
         self._high: dict[int, list[tuple[int, bytes, int]]] = {m: [] for m in mm_max}
         self._version: dict[bytes, int] = {}
+        """owner -> version of its current bands; heap entries of older versions are stale."""
+        self._bands: dict[bytes, int] = {}
+        """owner -> number of current bands (one per market held)."""
         self._live = 0
+        """Σ _bands: the heap entries (per side) that are not stale."""
 
     def assess(self, ex: Exchange, acct: AccountState) -> tuple[int, int]:
         """(equity, maintenance requirement) of an account, and refresh its bands."""
         owner = acct.owner
         v = self._version.get(owner, 0) + 1
         self._version[owner] = v
+        self._live -= self._bands.pop(owner, 0)
         equity = acct.collateral
         mm = pess = 0
         held = []
@@ -134,11 +139,12 @@ class RiskIndex:
                 delta = floor_div(head * PPM, n * k) if head > 0 else 0
                 heapq.heappush(self._low[mid], (delta - mark, owner, v))
                 heapq.heappush(self._high[mid], (mark + delta, owner, v))
-                self._live += 1
+            self._bands[owner] = n
+            self._live += n
         return equity, mm
 
     def triggered(self, marks: dict[int, int]) -> set[bytes]:
-        """Accounts with a band the current marks have left."""
+        """Accounts with a band the current marks have left. The caller must assess each."""
         out: set[bytes] = set()
         version = self._version
         for mid in sorted(marks):
@@ -153,23 +159,24 @@ class RiskIndex:
                 _, owner, v = heapq.heappop(low)
                 if version.get(owner) == v:
                     out.add(owner)
-        self._compact()
+        self.compact()
         return out
 
-    def _compact(self) -> None:
-        """Drop stale entries when they outnumber live ones four to one (bounds memory)."""
-        total = sum(len(h) for h in self._high.values())
-        if total <= 4 * max(self._live, 1024):
+    def entries(self) -> int:
+        """Heap entries held, stale ones included (per side)."""
+        return max(sum(len(h) for h in self._high.values()),
+                   sum(len(h) for h in self._low.values()))
+
+    def compact(self, slack: int = 1_024) -> None:
+        """Drop stale entries once they outnumber live ones (bounds memory to ~2× live)."""
+        if self.entries() <= 2 * self._live + slack:
             return
         version = self._version
-        live = 0
         for heaps in (self._low, self._high):
             for mid, h in heaps.items():
                 kept = [e for e in h if version.get(e[1]) == e[2]]
                 heapq.heapify(kept)
                 heaps[mid] = kept
-                live += len(kept)
-        self._live = live // 2
 
 
 def unwind_fund(ex: Exchange) -> None:

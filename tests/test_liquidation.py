@@ -144,3 +144,15 @@ def test_risk_index_safe_band(tmp_path: Path) -> None:
     # At 94 she would still be above maintenance (equity 455.5 ≥ 423: the band is
     # conservative), but she is checked.
     assert risk.triggered({0: 94}) == {h.key("alice")}
+
+
+def test_risk_index_memory_stays_bounded(tmp_path: Path) -> None:
+    h = _setup(tmp_path, 1_000_000 * USD, {"bob": 100_000 * USD})
+    risk = h.ex.risk
+    alice = h.ex.ledger.accounts[h.key("alice")]
+    for _ in range(5_000):
+        risk.assess(h.ex, alice)  # each refresh leaves the previous bands stale
+    risk.compact(slack=16)
+    # Alice and Bob each hold one band per side; the stale thousands are gone.
+    assert risk.entries() <= 2 * 2 + 16
+    assert risk.triggered({0: 94}) == {h.key("alice")}
