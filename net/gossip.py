@@ -85,6 +85,25 @@ class SeenCache:
         v = self._cur.get(msg_id)
         return self._prev.get(msg_id) if v is None else v
 
+    def first_sight(self, msg_id: bytes, verdict: int, now: float) -> int | None:
+        """The verdict already recorded for ``msg_id``; or, if none, record ``verdict`` for it
+        and return None. One call on the hot path instead of a lookup and an insert."""
+        cur = self._cur
+        v = cur.get(msg_id)
+        if v is None:
+            v = self._prev.get(msg_id)
+            if v is None:
+                if now >= self._rotate_at or len(cur) >= self._half:
+                    self._prev = cur
+                    cur = self._cur = {}
+                    self._rotate_at = now + self.ttl_s / 2
+                cur[msg_id] = verdict
+        return v
+
+    def set_verdict(self, msg_id: bytes, verdict: int) -> None:
+        """Correct the verdict ``first_sight`` just recorded."""
+        self._cur[msg_id] = verdict
+
     def add(self, msg_id: bytes, verdict: int, now: float) -> None:
         if now >= self._rotate_at or len(self._cur) >= self._half:
             self._prev = self._cur
@@ -233,8 +252,8 @@ class GossipRouter:
         res = BatchResult()
         accepted = res.accepted
         seen = self.seen
-        seen_get = seen.get
-        seen_add = seen.add
+        first_sight = seen.first_sight
+        set_verdict = seen.set_verdict
         msgs_take = st.msgs.try_take
         bytes_take = st.bytes_.try_take
         score = st.score
@@ -259,7 +278,7 @@ class GossipRouter:
                         return res
                     continue
             mid = sha(body).digest()
-            prior = seen_get(mid)
+            prior = first_sight(mid, Verdict.ACCEPT, now)
             if prior is not None:
                 res.duplicates += 1
                 if prior == Verdict.REJECT and score.on_invalid(now):
@@ -272,16 +291,15 @@ class GossipRouter:
                 verdict = Verdict.IGNORE
                 res.validator_errors.append(repr(e))
             if verdict == Verdict.ACCEPT:
-                seen_add(mid, Verdict.ACCEPT, now)
                 score.first += 1.0
                 accepted.append((kind, body, origin, mid))
             elif verdict == Verdict.REJECT:
-                seen_add(mid, Verdict.REJECT, now)
+                set_verdict(mid, Verdict.REJECT)
                 res.rejected += 1
                 if score.on_invalid(now):
                     res.disconnect = "low_score"
                     return res
             else:
-                seen_add(mid, Verdict.IGNORE, now)
+                set_verdict(mid, Verdict.IGNORE)
                 res.ignored += 1
         return res

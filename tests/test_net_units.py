@@ -271,3 +271,15 @@ def test_addresses_are_parsed_strictly() -> None:
     for bad in ("nohost", "host:", ":80", "h:0", "h:70000", "h:x"):
         with pytest.raises(ValueError):
             _split_address(bad)
+
+
+def test_seen_cache_first_sight() -> None:
+    c = SeenCache(max_entries=4, ttl_s=10.0, now=0.0)
+    assert c.first_sight(b"a", Verdict.ACCEPT, 0.0) is None
+    assert c.first_sight(b"a", Verdict.ACCEPT, 0.0) == Verdict.ACCEPT
+    c.set_verdict(b"a", Verdict.REJECT)
+    assert c.first_sight(b"a", Verdict.ACCEPT, 0.0) == Verdict.REJECT
+    for k in (b"b", b"c", b"d"):
+        assert c.first_sight(k, Verdict.IGNORE, 0.0) is None
+        assert len(c) <= 4
+    assert c.first_sight(b"d", Verdict.ACCEPT, 1.0) == Verdict.IGNORE
