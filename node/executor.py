@@ -751,8 +751,11 @@ class Exchange:
         acct: AccountState,
         add_buy: dict[int, int] | None = None,
         add_sell: dict[int, int] | None = None,
+        with_mm: bool = True,
     ) -> tuple[int, int, int]:
-        """(equity, initial requirement, maintenance requirement) at the current marks."""
+        """(equity, initial requirement, maintenance requirement) at the current marks, with
+        ``add_buy``/``add_sell`` lots counted as extra open orders (maintenance 0 unless
+        ``with_mm``: order checks do not need it)."""
         equity = acct.collateral
         im = mm = 0
         markets = set(acct.positions)
@@ -771,7 +774,8 @@ class Exchange:
             if p is not None and p.size:
                 size = p.size
                 equity += size * mark * sp.mult - p.open_notional
-                mm += maintenance_requirement(sp, size, mark)
+                if with_mm:
+                    mm += maintenance_requirement(sp, size, mark)
             ob = acct.open_buy.get(mid, 0) + (add_buy.get(mid, 0) if add_buy else 0)
             os_ = acct.open_sell.get(mid, 0) + (add_sell.get(mid, 0) if add_sell else 0)
             if size or ob or os_:
@@ -807,7 +811,7 @@ class Exchange:
         add_sell: dict[int, int] | None,
         loss: int,
     ) -> bool:
-        equity, im, _ = self.equity_and_requirements(acct, add_buy, add_sell)
+        equity, im, _ = self.equity_and_requirements(acct, add_buy, add_sell, with_mm=False)
         return equity - loss >= im
 
     # ----------------------------------------------------------------------- money
