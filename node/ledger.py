@@ -32,6 +32,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .book import RestingOrder
 from .margin import floor_div
@@ -136,8 +137,10 @@ class MarketState:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
+class Trade(NamedTuple):
+    """One fill. Immutable; a NamedTuple rather than a frozen dataclass because a busy block makes
+    hundreds of them and a tuple is built ~8× faster (its fields are also its SQLite row)."""
+
     trade_id: int
     height: int
     market: int
@@ -152,20 +155,7 @@ class Trade:
     liquidation: bool
 
     def row(self) -> tuple:
-        return (
-            self.trade_id,
-            self.height,
-            self.market,
-            self.price,
-            self.size,
-            self.taker_side,
-            self.taker,
-            self.maker,
-            self.maker_order_id,
-            self.taker_fee,
-            self.maker_fee,
-            int(self.liquidation),
-        )
+        return (*self[:11], int(self.liquidation))
 
 
 class ConservationError(AssertionError):
