@@ -29,6 +29,7 @@ from collections.abc import Callable
 import structlog
 from lockstep.consensus import limits
 from lockstep.consensus.actions import SignedTx
+from lockstep.consensus.block_tree import TreeNode
 from lockstep.consensus.crypto import SignatureError, sha256, signing_bytes
 from lockstep.consensus.messages import Block
 from lockstep.consensus.replica import Payload
@@ -66,20 +67,24 @@ class ChainApp:
         max_clock_drift_ms: int,
         block_max_txs: int = limits.MAX_BLOCK_TXS,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        lookup: Callable[[bytes], TreeNode | None] = lambda h: None,
     ) -> None:
         self.chain_id = chain_id
         self.mempool = mempool
         self.max_clock_drift_ms = max_clock_drift_ms
         self.block_max_txs = min(block_max_txs, limits.MAX_BLOCK_TXS)
         self.clock_ms = clock_ms
+        self.lookup = lookup
+        """The replica's block tree: ancestors of a new block, certified or not."""
+        self.cleared_height = 0
+        """Highest committed height whose transactions have left the mempool."""
         self.verified: OrderedDict[bytes, None] = OrderedDict()
         self.roots: OrderedDict[int, bytes] = OrderedDict()
         self.applied_height = 0
         self.applied_root = b""
         self.expected_roots: dict[int, bytes] = {}
-        self.inflight: dict[bytes, tuple[bytes, frozenset[bytes]]] = {}
-        """block hash → (parent hash, tx ids) for blocks seen but not committed."""
         self.block_tx_ids: dict[bytes, tuple[bytes, ...]] = {}
+        """block hash → its transaction ids, for blocks seen but not yet cleared."""
         self.refused: dict[str, int] = {}
 
     # ------------------------------------------------------------------ bookkeeping
@@ -106,11 +111,14 @@ class ChainApp:
             )
 
     def note_committed(self, block: Block, block_hash: bytes) -> tuple[bytes, ...]:
-        """A block is final: remember the root it claims; return its transaction ids."""
-        self.inflight.pop(block_hash, None)
+        """A block is final: remember the root it claims; return its transaction ids.
+
+        The caller removes those ids from the mempool at once, so from here on proposals no
+        longer need to skip them explicitly (``cleared_height``).
+        """
         ids = self.block_tx_ids.pop(block_hash, None)
         if ids is None:
-            ids = tuple(tx.tx_id(self.chain_id) for tx in block.txs)
+            ids = self._tx_ids(block)
         if block.state_height > self.applied_height:
             self.expected_roots[block.state_height] = block.state_root
         elif block.state_height and self.roots.get(block.state_height, block.state_root) != (
@@ -120,31 +128,31 @@ class ChainApp:
                 f"committed block {block.height} claims root {block.state_root.hex()} at height "
                 f"{block.state_height}; this node computed {self.roots[block.state_height].hex()}"
             )
-        self._prune_inflight(block.height)
+        self.cleared_height = max(self.cleared_height, block.height)
+        if len(self.block_tx_ids) > 4 * limits.MAX_VALIDATORS:  # forks that never committed
+            for h in list(self.block_tx_ids)[: len(self.block_tx_ids) // 2]:
+                del self.block_tx_ids[h]
         return ids
 
-    def _prune_inflight(self, committed_height: int) -> None:
-        """Forget uncommitted blocks that can no longer commit (at or below the new tip)."""
-        if len(self.inflight) > 4 * limits.MAX_VALIDATORS:
-            for h in list(self.inflight)[: len(self.inflight) // 2]:
-                self.inflight.pop(h, None)
-                self.block_tx_ids.pop(h, None)
-        del committed_height
+    def _tx_ids(self, block: Block) -> tuple[bytes, ...]:
+        return tuple(tx.tx_id(self.chain_id) for tx in block.txs)
 
-    def _ancestor_tx_ids(self, parent_hash: bytes) -> set[bytes]:
+    def _pending_in_ancestors(self, parent_hash: bytes) -> set[bytes]:
+        """Transaction ids in the new block's ancestors whose ids are still in the mempool."""
         ids: set[bytes] = set()
-        h, steps = parent_hash, 0
-        while h in self.inflight and steps < 64:
-            parent, tx_ids = self.inflight[h]
-            ids |= tx_ids
-            h, steps = parent, steps + 1
+        node = self.lookup(parent_hash)
+        while node is not None and node.block is not None and node.height > self.cleared_height:
+            cached = self.block_tx_ids.get(node.hash)
+            if cached is None:
+                cached = self.block_tx_ids[node.hash] = self._tx_ids(node.block)
+            ids.update(cached)
+            node = self.lookup(node.parent) if node.parent is not None else None
         return ids
 
     # ------------------------------------------------------------------ replica hooks
 
     def make_payload(self, parent: Block | None, height: int, view: int, now_ms: int) -> Payload:
-        parent_hash = self._hash(parent) if parent is not None else None
-        taken = self._ancestor_tx_ids(parent_hash) if parent_hash else set()
+        taken = self._pending_in_ancestors(self._hash(parent)) if parent is not None else set()
         budget = limits.MAX_BLOCK_BYTES - 64 * 1024  # room for the header, QC and tickets
         txs: list[SignedTx] = []
         size = 0
@@ -205,9 +213,7 @@ class ChainApp:
         id_set = frozenset(ids)
         if len(id_set) != len(ids):
             return "duplicate_transaction"
-        block_hash = self._hash(block)
-        self.inflight[block_hash] = (block.parent_hash, id_set)
-        self.block_tx_ids[block_hash] = tuple(ids)
+        self.block_tx_ids[self._hash(block)] = tuple(ids)
         return None
 
     def _hash(self, block: Block) -> bytes:

@@ -102,7 +102,11 @@ RECENT_RESULTS = 100_000
 """Committed-transaction results kept for ``/v1/actions`` and ``wait=true``."""
 EDGE_DEFERRED = frozenset({Reason.ORDER_NOT_FOUND})
 """Refusals the edge leaves to the block: a cancel may name an order that is still pending."""
+MEMPOOL_SYNC_INTERVAL_S = 0.5
+MEMPOOL_RESEND_AFTER_S = 3.0
+"""A transaction pending this long is sent again, straight to the current sequencer."""
 JOURNAL_REPLAY_PEER_WAIT_S = 5.0
+JOURNAL_REPLAY_CATCH_UP_WAIT_S = 30.0
 """At start, wait this long for peers before re-gossiping journalled transactions."""
 RESTART_BLOCKS_PER_EPOCH = 3
 """Committed blocks handed back to a restarting replica: this many epochs' worth of views."""
@@ -173,6 +177,7 @@ class Node:
             self.mempool,
             self.genesis.timing.max_clock_drift_ms,
             cfg.consensus.block_build_max_txs,
+            lookup=lambda h: self.replica.tree.get(h),
         )
         self.replica = Replica(
             self.genesis, self.index, self.keys.signer, self.keys.vrf_seed, self.app
@@ -225,6 +230,7 @@ class Node:
                 nursery.start_soon(self._timer_loop)
                 nursery.start_soon(self._consensus_loop)
                 nursery.start_soon(self._replay_journal)
+                nursery.start_soon(self._mempool_sync_loop)
                 self.rpc_port = await nursery.start(self._serve_rpc)
                 if self.cfg.metrics.enabled:
                     self.metrics_port = await nursery.start(self._serve_metrics)
@@ -259,6 +265,13 @@ class Node:
             await self.host.wait_connected(
                 [k for k in self.validator_keys if k != self.keys.public_key]
             )
+        # Catch up first: what this node acknowledged may have been included while it was down,
+        # and only the applied blocks say so.
+        with trio.move_on_after(JOURNAL_REPLAY_CATCH_UP_WAIT_S):
+            while self.applied_height + 1 < self.replica.pacemaker.high_qc.height or (
+                self.applied_height == 0 and self.replica.pacemaker.high_qc.height == 0
+            ):
+                await trio.sleep(0.1)
         batch: list[tuple[SignedTx, bytes, bytes]] = []
         for raw in raws:
             try:
@@ -273,10 +286,45 @@ class Node:
             if reason == Reason.OK:
                 self.app.note_verified(tx_id)
                 batch.append((tx, tx_id, raw))
+            elif reason == Reason.EXPIRED:
+                self._expired(tx_id, self.applied_height + 1)
         results = await self._admit_batch(batch, gossip=True) if batch else []
         readmitted = sum(1 for r, _ in results if r == Reason.OK)
         self.log.info("journal_replayed", records=len(raws), readmitted=readmitted)
         self.journal.compact(p.raw for p in self.mempool.take(10**9, 10**12, 0))
+
+    async def _mempool_sync_loop(self) -> None:
+        """Make sure the sequencer gets every pending transaction.
+
+        Gossip reaches the peers connected at the moment; a peer that (re)connects later —
+        a restarted sequencer with an empty mempool — would never see what was sent before.
+        So each new session gets this node's whole mempool (as Tendermint's mempool reactor
+        does), and transactions pending for long are re-sent to the current sequencer.
+        """
+        host = self.host
+        assert host is not None
+        known: set[bytes] = set()
+        last_resend = time.monotonic()
+        while True:
+            await trio.sleep(MEMPOOL_SYNC_INTERVAL_S)
+            peers = set(host.connected_peers())
+            for peer in sorted(peers - known):
+                for p in self.mempool.take(10**9, 10**12, 0):
+                    if not host.send(peer, Kind.TX, p.raw):
+                        break  # its queue is full: the resend below covers the rest
+            known = peers
+            if time.monotonic() - last_resend < MEMPOOL_RESEND_AFTER_S:
+                continue
+            last_resend = time.monotonic()
+            leader = self._leader()
+            if leader is None or leader == self.index:
+                continue
+            old = now_ms() - int(MEMPOOL_RESEND_AFTER_S * 1000)
+            for p in self.mempool.take(10**9, 10**12, self.applied_height + 1):
+                if p.arrival_ms <= old and not host.send(
+                    self.validator_keys[leader], Kind.TX, p.raw
+                ):
+                    break
 
     async def _close_stores(self) -> None:
         if self.journal is not None:
@@ -427,8 +475,8 @@ class Node:
             tx, tx_id = decode_and_verify_tx(payload, self.chain_id)
         except (CodecError, SignatureError):
             return Verdict.REJECT
-        if tx_id in self.mempool:
-            return Verdict.IGNORE
+        if tx_id in self.mempool or tx_id in self._results:
+            return Verdict.IGNORE  # pending, or already included: nothing new to forward
         reason, _ = check_static(tx.body, self.applied_height + 1, self.markets, self.validator_set)
         if reason in (Reason.EXPIRED, Reason.EXPIRY_TOO_FAR):
             return Verdict.IGNORE
@@ -457,21 +505,30 @@ class Node:
                     continue
                 self._post(MessageReceived(sender, msg, now_ms()))
             if txs:
-                await self._admit_batch(txs, gossip=False)
+                await self._admit_batch(txs, gossip=False, stateful=False)
 
     async def _admit_batch(
-        self, txs: list[tuple[SignedTx, bytes, bytes]], gossip: bool
+        self, txs: list[tuple[SignedTx, bytes, bytes]], gossip: bool, stateful: bool = True
     ) -> list[tuple[Reason | PoolReason, int]]:
-        """Stateful checks on the worker, then the mempool. Signatures are already verified."""
+        """Stateful checks on the worker (for the RPC), then the mempool.
+
+        Signatures and static rules are already checked. Gossip skips the stateful checks:
+        they depend on how far this node has applied, so two nodes could judge one transaction
+        differently and leave it in only some mempools, where a sequencer that lacks it would
+        never propose it. The block decides, deterministically, and every mempool agrees.
+        """
         ex = self.exchange
         assert ex is not None
-        fresh = [t for t in txs if t[1] not in self.mempool]
-        checks = await self.worker.run(lambda: [ex.check_tx(t[0]) for t in fresh])
+        fresh = [t for t in txs if t[1] not in self.mempool] if stateful else []
+        checks = await self.worker.run(lambda: [ex.check_tx(t[0]) for t in fresh]) if fresh else []
         by_id = {t[1]: c for t, c in zip(fresh, checks, strict=True)}
         out: list[tuple[Reason | PoolReason, int]] = []
         added = 0
         arrival = now_ms()
         for tx, tx_id, raw in txs:
+            if tx_id in self._results:
+                out.append((Reason.REPLAYED, -1))  # included already (this node applied it)
+                continue
             reason, action = by_id.get(tx_id, (Reason.OK, -1))
             if reason in EDGE_DEFERRED:
                 reason, action = Reason.OK, -1  # the order may still be pending: the block decides
@@ -537,7 +594,8 @@ class Node:
         snapshots: dict[str, Any],
     ) -> None:
         self.mempool.remove(ids)
-        self.mempool.drop_expired(block.height + 1)
+        for tx_id in self.mempool.drop_expired(block.height + 1):
+            self._expired(tx_id, block.height + 1)
         journal = self.journal
         if journal is not None and journal.should_compact(len(self.mempool)):
             journal.compact(p.raw for p in self.mempool.take(10**9, 10**12, 0))
@@ -590,6 +648,23 @@ class Node:
         for name, snap in snapshots.items():
             if name.startswith("book:"):
                 self.hub.publish(name, snap)
+
+    def _expired(self, tx_id: bytes, height: int) -> None:
+        """Remember that an action this node held expired unincluded (the RPC reports it)."""
+        if tx_id in self._results:
+            return
+        self._results[tx_id] = {
+            "tx_id": tx_id.hex(),
+            "status": "expired",
+            "height": height,
+            "reason": Reason.EXPIRED.name,
+            "code": int(Reason.EXPIRED),
+            "fills": [],
+        }
+        self._arrivals.pop(tx_id, None)
+        waiter = self._waiters.pop(tx_id, None)
+        if waiter is not None:
+            waiter.set()
 
     def _stream_snapshots(self, result: BlockResult) -> dict[str, Any]:
         """Book snapshots of the markets this block touched (runs on the worker)."""

@@ -46,7 +46,7 @@ from lockstep.consensus.actions import (
 from lockstep.consensus.crypto import Signer
 from lockstep.consensus.genesis import Genesis, Market
 
-EXPIRY_BLOCKS = 200
+EXPIRY_BLOCKS = 600
 """Expiry window of generated transactions: long enough to survive a sequencer failover."""
 
 WAIT_SAMPLE = 0.2
