@@ -339,7 +339,7 @@ def random_scenario(seed: int, kind: str | None = None, n: int | None = None) ->
         byzantine,
         twins,
         tuple(crashes),
-        commits_after_gst=rng.randint(3, 3 * SIM_TIMING.epoch_views),
+        commits_after_gst=rng.randint(3, 2 * SIM_TIMING.epoch_views),
     )
 
 
