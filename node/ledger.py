@@ -336,7 +336,6 @@ CREATE TABLE IF NOT EXISTS orders(
     reduce_only INTEGER NOT NULL,
     height INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS orders_owner ON orders(owner, market);
 CREATE TABLE IF NOT EXISTS markets(
     market INTEGER PRIMARY KEY,
     index_price INTEGER NOT NULL,
@@ -359,9 +358,8 @@ CREATE TABLE IF NOT EXISTS oracle(
 CREATE TABLE IF NOT EXISTS replay(
     signer BLOB NOT NULL,
     nonce INTEGER NOT NULL,
-    expiry_height INTEGER NOT NULL,
-    PRIMARY KEY(signer, nonce)
-) WITHOUT ROWID;
+    expiry_height INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS replay_expiry ON replay(expiry_height);
 CREATE TABLE IF NOT EXISTS trades(
     trade_id INTEGER PRIMARY KEY,
