@@ -87,6 +87,7 @@ class Election:
         self.chain_id = vset.chain_id
         self._seeds: dict[tuple[int, bytes], bytes] = {}
         self._rankings: dict[tuple[int, bytes], tuple[int, ...]] = {}
+        self._valid_tickets: dict[tuple[int, bytes, bytes], bool] = {}
 
     def epoch(self, view: int) -> int:
         return view // self.epoch_views
@@ -215,8 +216,17 @@ class Election:
         return have
 
     def valid_ticket(self, ticket: VrfTicket, parent: TreeNode) -> bool:
+        """Does ``ticket`` verify for the seed of ``parent``'s chain? (Memoised: a leader asks
+        for every pooled ticket at every proposal.)"""
         if not 0 <= ticket.validator < self.vset.n:
             return False
         alpha = self.alpha(ticket.epoch, parent)
-        key = self.vset.members[ticket.validator].vrf_key
-        return self.vset.verifier.vrf_output(key, ticket.proof, alpha) is not None
+        memo = (ticket.validator, ticket.proof, alpha)
+        known = self._valid_tickets.get(memo)
+        if known is None:
+            key = self.vset.members[ticket.validator].vrf_key
+            known = self.vset.verifier.vrf_output(key, ticket.proof, alpha) is not None
+            if len(self._valid_tickets) > 4 * 256:
+                self._valid_tickets.clear()
+            self._valid_tickets[memo] = known
+        return known

@@ -64,7 +64,11 @@ MAX_PARKED_PROPOSALS = 64
 """Proposals waiting for a missing parent; the oldest is dropped beyond this."""
 
 MAX_TICKET_POOL = 4 * limits.MAX_VALIDATORS
-"""Tickets waiting for inclusion (a few epochs' worth of one per validator)."""
+"""(epoch, validator) slots of tickets waiting for inclusion (a few epochs' worth)."""
+
+MAX_TICKET_CANDIDATES = 4
+"""Distinct tickets kept per slot: the genuine one, plus room for a few forgeries or one
+made on a chain that lost (its seed differed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,10 @@ class Replica:
         self.voters_in_view: dict[int, set[int]] = {}
         self.parked: dict[bytes, list[Proposal]] = {}
         self.pending_qcs: dict[bytes, QuorumCert] = {}
-        self.ticket_pool: dict[tuple[int, int], VrfTicket] = {}
+        self.ticket_pool: dict[tuple[int, int], list[VrfTicket]] = {}
+        """(epoch, validator) → distinct tickets heard (unverified: anyone can relay junk, so
+        a few candidates are kept and the first that verifies on our chain is used)."""
+        self.my_ticket: VrfTicket | None = None
         self.my_tickets: dict[int, bytes] = {}
         """target epoch → seed the ticket we announced was made for."""
         self.proposed_view = 0
@@ -317,6 +324,7 @@ class Replica:
             del self.vote_weight[d]
         self._out.append(SetTimer(TimerKind.VIEW, view, self._now + self.pacemaker.timeout_ms()))
         self._announce_ticket()
+        self._reannounce_ticket(view)
         collector = self.pacemaker.collectors.get(view)
         if collector is not None and collector.weight >= self.vset.weak_weight:
             self._join_timeout()
@@ -646,11 +654,13 @@ class Replica:
             return ()
         have = self.election.tickets_on_chain(target, tip)
         chosen: list[VrfTicket] = []
-        for (epoch, validator), ticket in sorted(self.ticket_pool.items()):
+        for (epoch, validator), candidates in sorted(self.ticket_pool.items()):
             if epoch != target or validator in have:
                 continue
-            if self.election.valid_ticket(ticket, tip):
-                chosen.append(ticket)
+            for ticket in candidates:
+                if self.election.valid_ticket(ticket, tip):
+                    chosen.append(ticket)
+                    break
             if len(chosen) >= limits.MAX_BLOCK_TICKETS:
                 break
         for key in [k for k in self.ticket_pool if k[0] < target]:
@@ -674,16 +684,28 @@ class Replica:
             del self.my_tickets[old]
         proof = vrf_prove(self._vrf_seed, self.election.alpha(target, tip))
         ticket = VrfTicket(target, self.index, proof)
+        self.my_ticket = ticket
         self._on_ticket(ticket)
         self._out.append(Broadcast(ticket))
+
+    def _reannounce_ticket(self, view: int) -> None:
+        """Half-way through each epoch, send our ticket once more (the first may be lost)."""
+        e = self.timing.epoch_views
+        t = self.my_ticket
+        if t is not None and view % e == e // 2 and t.epoch == view // e + 2:
+            self._out.append(Broadcast(t))
 
     def _on_ticket(self, t: VrfTicket) -> None:
         epoch_now = self.view // self.timing.epoch_views
         if not 0 <= t.validator < self.n or not epoch_now <= t.epoch <= epoch_now + 3:
             return
-        if len(self.ticket_pool) >= MAX_TICKET_POOL:
-            return
-        self.ticket_pool[(t.epoch, t.validator)] = t
+        candidates = self.ticket_pool.get((t.epoch, t.validator))
+        if candidates is None:
+            if len(self.ticket_pool) >= MAX_TICKET_POOL:
+                return
+            candidates = self.ticket_pool[(t.epoch, t.validator)] = []
+        if t not in candidates and len(candidates) < MAX_TICKET_CANDIDATES:
+            candidates.append(t)
 
     # -- sync ------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ Behaviours (``BEHAVIOURS``):
   equivocates) and also votes for a made-up block in every view it votes in.
 * ``bad_sig`` — corrupts the signature of every vote, timeout and proposal it sends.
 * ``forge`` — sends forged certificates: QCs with too little weight, duplicate signers or bad
-  signatures, TCs with bad signatures, far-future views; and replays stale valid ones.
+  signatures, TCs with bad signatures, far-future views; junk VRF tickets in others' names;
+  and replays stale valid ones.
 * ``withhold`` — a leader that never sends its proposals (but votes and times out).
 * ``bad_payload`` — proposes blocks whose state root the node layer rejects.
 * ``fork`` — as leader after a timeout certificate, proposes on the *oldest* QC it can (below
@@ -36,6 +37,7 @@ from lockstep.consensus.messages import (
     TimeoutCert,
     Vote,
     VoteData,
+    VrfTicket,
 )
 from lockstep.consensus.sync import SyncInfo
 
@@ -153,7 +155,7 @@ class Forge(Behaviour):
         view = seen.block.view + rng.randint(1, 50)
         fake = VoteData(view, qc.height + 1, rng.randbytes(32))
         junk = tuple(rng.randbytes(64) for _ in qc.signers)
-        choice = rng.randrange(6)
+        choice = rng.randrange(7)
         if choice == 0:  # a QC for a made-up block with bad signatures
             forged = QuorumCert(fake, qc.signers, junk)
         elif choice == 1:  # a real QC with one signer removed (too little weight)
@@ -163,6 +165,13 @@ class Forge(Behaviour):
             forged = _with_fields(qc, signers=signers)
         elif choice == 3:  # a real QC's signatures moved onto other data
             forged = _with_fields(qc, data=fake)
+        elif choice == 5:  # junk tickets in other validators' names, ahead of theirs
+            target = seen.block.epoch + 2
+            return [
+                Broadcast(VrfTicket(target, i, rng.randbytes(80)))
+                for i in range(self.n)
+                if i != self.index
+            ]
         elif choice == 4:  # a TC with bad signatures for a far view
             tc = TimeoutCert(view, qc, qc.signers, tuple(qc.view for _ in qc.signers), junk)
             return [Broadcast(SyncInfo(qc, tc))]
