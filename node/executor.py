@@ -71,6 +71,7 @@ from .mempool_rules import (
     FEE_ACCOUNT,
     INSURANCE_FUND,
     MAX_OPEN_ORDERS_PER_ACCOUNT,
+    MIN_NEW_ACCOUNT_ATOMS,
     SYSTEM_ACCOUNTS,
     Reason,
     check_envelope,
@@ -818,11 +819,22 @@ class Exchange:
 
     # ----------------------------------------------------------------------- money
 
-    def _transfer(self, acct: AccountState, to: bytes, amount: int, withdraw: bool) -> Reason:
+    def _check_transfer(
+        self, acct: AccountState, to: bytes, amount: int, withdraw: bool
+    ) -> Reason:
+        """``amount ≤ min(collateral, equity − initial requirement)``; a transfer creating an
+        account moves at least ``MIN_NEW_ACCOUNT_ATOMS``."""
+        if not withdraw and to not in self.ledger.accounts and amount < MIN_NEW_ACCOUNT_ATOMS:
+            return Reason.NEW_ACCOUNT_MINIMUM
         equity, im, _ = self.equity_and_requirements(acct)
-        free = min(acct.collateral, equity - im)
-        if amount > free:
+        if amount > min(acct.collateral, equity - im):
             return Reason.INSUFFICIENT_BALANCE
+        return Reason.OK
+
+    def _transfer(self, acct: AccountState, to: bytes, amount: int, withdraw: bool) -> Reason:
+        reason = self._check_transfer(acct, to, amount, withdraw)
+        if reason:
+            return reason
         led = self.ledger
         led.credit(acct, -amount)
         if withdraw:
@@ -1057,10 +1069,9 @@ class Exchange:
             return Reason.OK, -1
         if kind is Batch:
             return self._check_batch(acct, body.batch)
-        equity, im, _ = self.equity_and_requirements(acct)
-        if body.amount > min(acct.collateral, equity - im):
-            return Reason.INSUFFICIENT_BALANCE, -1
-        return Reason.OK, -1
+        if kind is Transfer:
+            return self._check_transfer(acct, body.to, body.amount, withdraw=False), -1
+        return self._check_transfer(acct, b"", body.amount, withdraw=True), -1
 
     # ----------------------------------------------------------------------- reads (RPC)
 

@@ -113,6 +113,8 @@ class Reason(enum.IntEnum):
     """Informational: an order was cancelled because its owner is being liquidated."""
     CANCELLED = 28
     """Informational: an order was cancelled by its owner."""
+    NEW_ACCOUNT_MINIMUM = 29
+    """A transfer that creates an account must move at least MIN_NEW_ACCOUNT_ATOMS."""
 
 
 INSURANCE_FUND = bytes(32)
@@ -121,6 +123,10 @@ verify for, so no one can sign as it (and admission refuses it anyway)."""
 FEE_ACCOUNT = b"\x01" + bytes(31)
 """Where trading fees go: the identity point's encoding, equally unsignable."""
 SYSTEM_ACCOUNTS = frozenset({INSURANCE_FUND, FEE_ACCOUNT})
+
+MIN_NEW_ACCOUNT_ATOMS = 1_000_000
+"""1 USD: creating an account costs real collateral, so accounts (and state-root records) cannot
+be minted by the million for dust (see the design note on state-tree buckets)."""
 
 MAX_OPEN_ORDERS_PER_ACCOUNT = 512
 """Resting orders per account across markets: 8 full batches of re-quotes, bounds book memory."""

@@ -138,3 +138,17 @@ def test_reason_codes_are_stable() -> None:
         ("EXPIRY_TOO_FAR", 4), ("REPLAYED", 5),
     ]
     assert len({r.value for r in Reason}) == len(Reason)
+
+
+def test_new_account_needs_a_minimum_transfer(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db")
+    fresh = Signer(seed_of("fresh")).public_key
+    dust = h._sign("alice", Transfer, fresh, 999_999)
+    assert h.ex.admit(dust.encode()).reason == Reason.NEW_ACCOUNT_MINIMUM
+    r = h.block(dust)
+    assert r.outcomes[0].reason == Reason.NEW_ACCOUNT_MINIMUM
+    assert fresh not in h.ex.ledger.accounts
+    h.ok(h._sign("alice", Transfer, fresh, 1_000_000))
+    assert h.ex.ledger.accounts[fresh].collateral == 1_000_000
+    # Once the account exists, any positive amount may follow.
+    h.ok(h._sign("alice", Transfer, fresh, 1))
