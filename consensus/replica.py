@@ -607,7 +607,9 @@ class Replica:
         t = self.timing
         idle_ms = max(t.block_interval_ms, t.view_timeout_ms // 4)
         wait_ms = t.block_interval_ms if self._busy(tip) else idle_ms
-        due = self.last_proposal_ms + wait_ms
+        # At least 1 ms apart: a lone validator (its own vote is a quorum) with no block
+        # interval would otherwise propose view after view within one event.
+        due = self.last_proposal_ms + max(wait_ms, 1)
         if self._now < due:
             self._out.append(SetTimer(TimerKind.PROPOSE, view, due))
             return

@@ -402,3 +402,13 @@ def test_timeouts_from_f_plus_one_make_a_replica_join_and_a_quorum_forms_a_tc() 
         Send(1, SyncInfo(r.pacemaker.high_qc, r.pacemaker.high_tc))
     ]
     assert snapshot(r) == before
+
+
+def test_a_single_validator_chain_commits_without_a_network() -> None:
+    c = Cluster(1)
+    g = c.genesis
+    c.genesis = dataclasses.replace(g, timing=dataclasses.replace(g.timing, block_interval_ms=0))
+    c.replicas = [c._make(0)]
+    c.start()
+    c.run_until(lambda: c.replicas[0].committed_height >= 20)
+    assert len(c.commits[0]) >= 20 and len(set(c.commits[0])) == len(c.commits[0])
