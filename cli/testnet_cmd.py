@@ -33,6 +33,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "lockstep testnet",
             not args.no_live,
             not args.keep,
+            args.base_port,
         )
     except KeyboardInterrupt:
         return 130
@@ -85,6 +86,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         f"chaos: {args.scenario}",
         not args.no_live,
         True,
+        args.base_port,
     )
     return _summary(console, result, args.json)
 
@@ -151,6 +153,7 @@ def register_actions(tsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     up.add_argument("--keep", action="store_true", help="reuse the existing network in --dir")
     up.add_argument("--no-live", action="store_true", help="no live view (logs and summary only)")
     up.add_argument("--json", action="store_true", help="print the summary as JSON")
+    up.add_argument("--base-port", type=int, default=26_656, help="p2p port of node0 (+10 a node)")
     up.set_defaults(func=cmd_up)
 
     chaos = tsub.add_parser("chaos", help="run a fault scenario under load, then check invariants")
@@ -166,6 +169,7 @@ def register_actions(tsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     chaos.add_argument("--seed", type=int, default=7)
     chaos.add_argument("--no-live", action="store_true")
     chaos.add_argument("--json", action="store_true")
+    chaos.add_argument("--base-port", type=int, default=36_656, help="p2p port of node0")
     chaos.set_defaults(func=cmd_chaos)
 
     status = tsub.add_parser("status", help="status of a running testnet (another terminal)")

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .generate import generate_network
+from .generate import DEFAULT_P2P_PORT, generate_network
 from .invariants import Report, check_network
 from .loadgen import LoadGenerator
 from .processes import Network, NodeProcess
@@ -194,11 +194,12 @@ async def run_testnet(
     title: str = "lockstep testnet",
     live: bool = True,
     fresh: bool = True,
+    base_port: int = DEFAULT_P2P_PORT,
 ) -> RunResult:
     if fresh or not (out_dir / "genesis.toml").exists():
         if out_dir.exists() and any(out_dir.iterdir()):
             _clear(out_dir)
-        generate_network(out_dir, n_validators=n_nodes)
+        generate_network(out_dir, n_validators=n_nodes, base_port=base_port)
     genesis = read_genesis_file(out_dir / "genesis.toml")
     net = Network.from_dir(out_dir)
     validators, traders = load_actors(out_dir)

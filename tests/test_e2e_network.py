@@ -26,7 +26,7 @@ from lockstep.node.mempool_rules import INSURANCE_FUND
 
 from .localnet import height, local_network, roots, status, wait_for, wallet
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("processes")]
 
 
 def _post(url: str, tx: SignedTx | bytes) -> httpx.Response:
