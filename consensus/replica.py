@@ -45,6 +45,7 @@ from .pacemaker import MAX_FUTURE_VIEWS, Pacemaker
 from .quorum import CertificateError, ValidatorSet, Verifier, encoded, genesis_block_hash
 from .safety_rules import NotSafe, SafetyRules, SafetyState
 from .sync import (
+    MAX_FETCH_ATTEMPTS,
     MAX_SYNC_BLOCKS,
     MAX_SYNC_RESPONSE_BYTES,
     SYNC_RETRY_MS,
@@ -156,6 +157,10 @@ class Replica:
             self.n, self.index, max(1, min(SYNC_RETRY_MS, self.timing.view_timeout_ms // 2))
         )
         self._sync_timer_at: int | None = None
+        self.catch_up_target = 0
+        """Height of the highest certified block seen that is far above our commits."""
+        self._catch_up: tuple[int, int, int] | None = None
+        """The outstanding ``CommittedRequest``: (peer, sent at, attempt)."""
         self.votes: dict[VoteData, dict[int, Vote]] = {}
         self.vote_weight: dict[VoteData, int] = {}
         self.voters_in_view: dict[int, set[int]] = {}
@@ -263,6 +268,8 @@ class Replica:
                 self._on_block_response(sender, msg)
             elif isinstance(msg, CommittedRequest):
                 self._on_committed_request(sender, msg)
+            elif isinstance(msg, CommittedResponse):
+                self._on_committed_response(sender, msg)
             elif isinstance(msg, VrfTicket):
                 self._on_ticket(msg)
             else:
@@ -279,6 +286,7 @@ class Replica:
             if qc.height > self.committed_height:
                 self.pending_qcs.setdefault(qc.block_hash, qc)
                 self._fetch(qc.block_hash, source)
+                self._maybe_catch_up(qc.height, source)
         else:
             self._maybe_commit(node, qc)
         if self.pacemaker.observe_qc(qc):
@@ -344,6 +352,9 @@ class Replica:
         self._out.append(SetTimer(TimerKind.VIEW, view, self._now + self.pacemaker.timeout_ms()))
 
     def _retry_fetches(self) -> None:
+        if self._catch_up is not None and self._now - self._catch_up[1] >= self.fetcher.retry_ms:
+            peer, _, attempt = self._catch_up
+            self._request_committed(peer, attempt + 1)
         for h in self.fetcher.retries_due(self._now):
             if h in self.tree:
                 self.fetcher.done(h)
@@ -353,6 +364,9 @@ class Replica:
 
     def _arm_sync_timer(self) -> None:
         due = self.fetcher.next_due_ms()
+        if self._catch_up is not None:
+            catch_up_due = self._catch_up[1] + self.fetcher.retry_ms
+            due = catch_up_due if due is None else min(due, catch_up_due)
         if due is not None and (self._sync_timer_at is None or due < self._sync_timer_at):
             self._sync_timer_at = max(due, self._now + 1)
             self._out.append(SetTimer(TimerKind.SYNC, 0, self._sync_timer_at))
@@ -465,6 +479,7 @@ class Replica:
             if not self.parked[oldest]:
                 del self.parked[oldest]
         self._fetch(p.block.parent_hash, sender)
+        self._maybe_catch_up(p.block.justify.height, sender)
 
     def _hash(self, block: Block) -> bytes:
         return sha256(signing_bytes(DOMAIN_BLOCK, self.chain_id, encoded(block)))
@@ -734,6 +749,62 @@ class Replica:
             blocks.append(node.block)
             node = self.tree.get(node.parent) if node.parent is not None else None
         self._out.append(Send(sender, BlockResponse(req.block_hash, tuple(blocks))))
+
+    # -- forward catch-up -----------------------------------------------------------------
+
+    def _far_behind(self) -> bool:
+        return self.catch_up_target > self.committed_height + MAX_SYNC_BLOCKS
+
+    def _maybe_catch_up(self, height: int, source: int) -> None:
+        """A certificate names a block far above our commits: walking back by hash would take
+        many round trips, so fetch committed blocks forward from our height instead."""
+        self.catch_up_target = max(self.catch_up_target, height)
+        if self._far_behind() and self._catch_up is None:
+            self._request_committed(source, 0)
+
+    def _request_committed(self, preferred: int, attempt: int) -> None:
+        if not self._far_behind() or attempt >= MAX_FETCH_ATTEMPTS:
+            self._catch_up = None
+            return
+        peer = (preferred + (1 if attempt else 0)) % self.n
+        if peer == self.index:
+            peer = (peer + 1) % self.n
+        self._catch_up = (peer, self._now, attempt)
+        self._out.append(Send(peer, CommittedRequest(self.committed_height + 1, MAX_SYNC_BLOCKS)))
+        self._arm_sync_timer()
+
+    def _on_committed_response(self, sender: int, resp: CommittedResponse) -> None:
+        pending = self._catch_up
+        if pending is None or pending[0] != sender:
+            return  # unsolicited
+        before = self.committed_height
+        for cb in resp.committed:
+            b = cb.block
+            if b.height <= self.committed_height:
+                continue
+            h = self._hash(b)
+            if h != cb.qc.block_hash:
+                self.rejected["committed block does not match its QC"] += 1
+                break
+            if h not in self.tree:
+                parent = self.tree.get(b.parent_hash)
+                if parent is None or parent.height != b.justify.height:
+                    self.rejected["committed block does not extend our chain"] += 1
+                    break
+                self.vset.verify_qc(cb.qc)
+                self.vset.verify_qc(b.justify)
+                self._insert(b, h, parent)
+            node = self.tree.get(h)
+            if node is not None and node.qc is None:
+                node.qc = cb.qc
+            if node is not None:
+                self._maybe_commit(node, cb.qc)
+            self._process_qc(cb.qc, sender)
+        progressed = self.committed_height > before
+        self._catch_up = None
+        if self._far_behind():
+            self._request_committed(sender, 0 if progressed else pending[2] + 1)
+        self._try_propose()
 
     def _on_committed_request(self, sender: int, req: CommittedRequest) -> None:
         out: list[CommittedBlock] = []
