@@ -307,14 +307,19 @@ def random_scenario(seed: int, kind: str | None = None, n: int | None = None) ->
     elif kind == "partition":
         parts = []
         t = 0
-        for _ in range(rng.randint(1, 3)):
+        isolate_long = rng.random() < 0.25  # one replica cut off long enough to fall far behind
+        for _ in range(1 if isolate_long else rng.randint(1, 3)):
             start = t + rng.randint(0, 300)
-            end = start + rng.randint(100, 600)
-            side = set(rng.sample(range(n), rng.randint(1, n - 1)))
+            end = start + (rng.randint(2_000, 4_000) if isolate_long else rng.randint(100, 600))
+            size = 1 if isolate_long else rng.randint(1, n - 1)
+            side = set(rng.sample(range(n), size))
             parts.append(Partition(start, end, (frozenset(side), frozenset(set(range(n)) - side))))
             t = end
         faults = NetworkFaults(
-            drop=rng.uniform(0, 0.1), delay_ms=(1, 40), gst_ms=t + 1, partitions=tuple(parts)
+            drop=rng.uniform(0, 0.1),
+            delay_ms=(1, 10 if isolate_long else 40),
+            gst_ms=t + 1,
+            partitions=tuple(parts),
         )
     elif kind == "crash":
         faults = noisy if rng.random() < 0.5 else NetworkFaults(delay_ms=(1, 20), gst_ms=gst)
