@@ -521,6 +521,9 @@ class Replica:
         assert parent is not None
         if h in self.tree:
             return
+        if parent.committed and parent is not self.tree.committed:
+            self.rejected["proposal forks below the committed block"] += 1
+            return
         reason = self._check_block(b, h, parent)
         if reason is not None:
             self.rejected[reason] += 1
