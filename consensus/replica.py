@@ -26,6 +26,7 @@ Input from peers is never trusted: a message that fails a check is dropped and c
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -636,7 +637,7 @@ class Replica:
     def _propose(self, view: int, tip: TreeNode, tc: TimeoutCert | None) -> None:
         height = tip.height + 1
         payload = self.app.make_payload(tip.block, height, view, self._now)
-        assert len(payload.txs) <= limits.MAX_BLOCK_TXS
+        txs = payload.txs[: limits.MAX_BLOCK_TXS]
         qc = self.pacemaker.high_qc
         assert qc.block_hash == tip.hash
         block = Block(
@@ -649,9 +650,13 @@ class Replica:
             timestamp_ms=max(self._now, tip.timestamp_ms),
             state_height=payload.state_height,
             state_root=payload.state_root,
-            txs=payload.txs,
+            txs=txs,
             tickets=self._tickets_or_none(view, tip),
         )
+        while len(encoded(block)) > limits.MAX_BLOCK_BYTES and block.txs:
+            # The node over-filled the block: keep the longest prefix that fits (the order is
+            # the node's, so a prefix is still a valid ordering of its choice).
+            block = dataclasses.replace(block, txs=block.txs[: len(block.txs) * 3 // 4])
         signature = self._signer.sign(DOMAIN_PROPOSAL, self.chain_id, encoded(block))
         proposal = Proposal(block, tc, signature)
         self.proposed_view = view

@@ -440,3 +440,32 @@ def test_a_replica_far_behind_catches_up_forward_by_height() -> None:
     c.run_until(lambda: c.replicas[3].committed_height >= 605, max_ms=10**7)
     assert kinds.count("CommittedRequest") >= 3 and "CommittedResponse" in kinds
     assert c.commits[3][:600] == c.commits[0][:600]
+
+
+class Overfilling(EmptyApplication):
+    """Hands the proposer far more bytes than a block may carry."""
+
+    def __init__(self, tx) -> None:
+        super().__init__()
+        self.tx = tx
+
+    def make_payload(self, parent, height, view, now_ms):
+        from lockstep.consensus.replica import Payload
+
+        return Payload((self.tx,) * 9_000, self.state_root)
+
+
+def test_an_overfull_payload_is_cut_to_the_block_limits() -> None:
+    from lockstep.consensus import limits
+    from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, TimeInForce
+
+    g, keys = make_genesis(4)
+    trader = keys[4]
+    place = PlaceOrder(0, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, False, 1, 1, 1)
+    tx = Order(trader.public_key, 1, 10**9, place).sign(trader, g.chain_id)
+    c = Cluster(4, apps={i: Overfilling(tx) for i in range(4)})
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 1)
+    p = _first_proposal(c)
+    assert 0 < len(p.block.txs) <= limits.MAX_BLOCK_TXS
+    assert len(p.block.encode()) <= limits.MAX_BLOCK_BYTES
