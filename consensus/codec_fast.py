@@ -132,7 +132,7 @@ class _Compiler:
             table = self.const({c.WIRE_TAG: decoder_for_lazy(c) for c in kind.classes})
             return [
                 f"{ind}if type({x}) is not _list or not {x}: raise Slow",
-                f"{ind}_d = {table}.get({x}[0])",
+                f"{ind}_d = {table}.get({x}[0]) if type({x}[0]) is _int else None",
                 f"{ind}if _d is None: raise Slow",
                 f"{ind}{y}, _s = _d()({x})",
                 f"{ind}n += _s",

@@ -687,32 +687,54 @@ class Node:
     # ================================================================== RPC (NodeApi)
 
     async def submit(self, raw: bytes) -> Admission:
-        try:
-            tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
-        except CodecError as e:
-            return Admission(None, "MALFORMED", int(Reason.MALFORMED), str(e))
-        except SignatureError as e:
-            return Admission(None, "BAD_SIGNATURE", int(Reason.BAD_SIGNATURE), str(e))
-        if tx_id in self.mempool:
-            return Admission(tx_id, "OK", 0, "already pending")
-        if tx_id in self._results:
-            r = self._results[tx_id]
-            return Admission(tx_id, "REPLAYED", int(Reason.REPLAYED), f"already {r['status']}")
-        reason, action = check_static(
-            tx.body, self.applied_height + 1, self.markets, self.validator_set
-        )
-        if reason:
-            self.metrics.rejected.labels(reason=reason.name).inc()
-            return Admission(tx_id, reason.name, int(reason), _action_detail(action))
-        self.app.note_verified(tx_id)
-        [(verdict, action)] = await self._admit_batch([(tx, tx_id, raw)], gossip=True)
-        if verdict:
-            return Admission(tx_id, verdict.name, int(verdict), _action_detail(action))
-        journal = self.journal
-        assert journal is not None
-        journal.append(raw)
-        await journal.sync()  # durable before acknowledged: a crash cannot lose it
-        return Admission(tx_id, "OK", 0)
+        return (await self.submit_many([raw]))[0]
+
+    async def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        """Admit transactions from the RPC: signature and static rules here, the stateful
+        rules in one worker call, then the mempool and gossip; the accepted ones are journalled
+        with one disk flush before any of them is acknowledged."""
+        answers: list[Admission | None] = [None] * len(raws)
+        batch: list[tuple[SignedTx, bytes, bytes]] = []
+        where: list[int] = []
+        height = self.applied_height + 1
+        for i, raw in enumerate(raws):
+            try:
+                tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
+            except CodecError as e:
+                answers[i] = Admission(None, "MALFORMED", int(Reason.MALFORMED), str(e))
+                continue
+            except SignatureError as e:
+                answers[i] = Admission(None, "BAD_SIGNATURE", int(Reason.BAD_SIGNATURE), str(e))
+                continue
+            if tx_id in self.mempool:
+                answers[i] = Admission(tx_id, "OK", 0, "already pending")
+                continue
+            if tx_id in self._results:
+                status = self._results[tx_id]["status"]
+                answers[i] = Admission(tx_id, "REPLAYED", int(Reason.REPLAYED), f"already {status}")
+                continue
+            reason, action = check_static(tx.body, height, self.markets, self.validator_set)
+            if reason:
+                self.metrics.rejected.labels(reason=reason.name).inc()
+                answers[i] = Admission(tx_id, reason.name, int(reason), _action_detail(action))
+                continue
+            self.app.note_verified(tx_id)
+            batch.append((tx, tx_id, raw))
+            where.append(i)
+        if batch:
+            verdicts = await self._admit_batch(batch, gossip=True)
+            journal = self.journal
+            assert journal is not None
+            for (_, tx_id, raw), i, (verdict, action) in zip(batch, where, verdicts, strict=True):
+                if verdict:
+                    answers[i] = Admission(
+                        tx_id, verdict.name, int(verdict), _action_detail(action)
+                    )
+                else:
+                    journal.append(raw)
+                    answers[i] = Admission(tx_id, "OK", 0)
+            await journal.sync()  # durable before acknowledged: a crash cannot lose them
+        return [a for a in answers if a is not None]
 
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None:
         if tx_id not in self._results:

@@ -69,6 +69,7 @@ class NodeApi(Protocol):
     hub: StreamHub
 
     async def submit(self, raw: bytes) -> Admission: ...
+    async def submit_many(self, raws: list[bytes]) -> list[Admission]: ...
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None: ...
     def status(self) -> dict[str, Any]: ...
     async def markets(self) -> list[dict[str, Any]]: ...
@@ -221,14 +222,20 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
             raise RpcError(400, "BAD_REQUEST", 'expected {"txs": ["<hex>", ...]}')
         if len(txs) > MAX_BATCH_SUBMISSIONS:
             raise RpcError(413, "TOO_MANY_TXS", f"at most {MAX_BATCH_SUBMISSIONS} per request")
-        results = []
-        for t in txs:
+        raws: list[bytes] = []
+        bad_hex: set[int] = set()
+        for i, t in enumerate(txs):
             try:
-                raw = bytes.fromhex(t)
+                raws.append(bytes.fromhex(t))
             except ValueError:
+                bad_hex.add(i)
+        answers = iter(await node.submit_many(raws) if raws else [])
+        results = []
+        for i in range(len(txs)):
+            if i in bad_hex:
                 results.append({"error": "BAD_HEX", "message": "tx must be hex"})
                 continue
-            a = await node.submit(raw)
+            a = next(answers)
             results.append(
                 {"tx_id": a.tx_id.hex() if a.tx_id else None, "status": "accepted"}
                 if a.accepted

@@ -29,6 +29,9 @@ class FixedAnswers:
             return Admission(b"\x01" * 32, "REPLAYED", 5, "nonce used")
         return Admission(b"\x02" * 32, "OK", 0)
 
+    async def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        return [await self.submit(r) for r in raws]
+
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None:
         return {"height": 3, "status": "committed", "fills": []}
 

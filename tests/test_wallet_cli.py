@@ -370,6 +370,9 @@ class ChainAnswers:
             return Admission(tx_id, "INSUFFICIENT_MARGIN", 15, "equity below initial margin")
         return Admission(tx_id, "OK", 0)
 
+    async def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        return [await self.submit(r) for r in raws]
+
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None:
         return {"height": self.height + 1, "index": 0, "reason": "OK", "fills": []}
 
