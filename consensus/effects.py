@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import TimerKind
+from .messages import Block
 from .safety_rules import SafetyState
 from .sync import CommittedBlock
 
-__all__ = ["Broadcast", "Commit", "Effect", "PersistSafety", "Send", "SetTimer"]
+__all__ = ["Broadcast", "Commit", "Effect", "PersistBlock", "PersistSafety", "Send", "SetTimer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,18 @@ class PersistSafety:
 
 
 @dataclass(frozen=True, slots=True)
+class PersistBlock:
+    """Durably store an uncommitted block before performing any later effect; give it back in
+    ``Start.pending`` after a restart (blocks at or below the committed height may be dropped).
+
+    Emitted for the block a vote is about to certify and any uncommitted ancestor not stored
+    yet: if every validator crashed, the blocks their locks name must still exist somewhere.
+    """
+
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
 class SetTimer:
     """Fire ``TimerFired(kind, view)`` at ``at_ms``; replaces any pending timer of this kind."""
 
@@ -55,4 +68,4 @@ class Commit:
     committed: CommittedBlock
 
 
-Effect = Send | Broadcast | PersistSafety | SetTimer | Commit
+Effect = Send | Broadcast | PersistSafety | PersistBlock | SetTimer | Commit

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .messages import Block
 from .safety_rules import SafetyState
 from .sync import CommittedBlock
 
@@ -35,6 +36,8 @@ class Start:
     now_ms: int
     safety: SafetyState | None = None
     committed: tuple[CommittedBlock, ...] = ()
+    pending: tuple[Block, ...] = ()
+    """Blocks stored by ``PersistBlock`` above the committed height, in any order."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from .actions import SignedTx
 from .block_tree import BlockTree, TreeNode
 from .codec import CodecError
 from .crypto import DOMAIN_BLOCK, DOMAIN_PROPOSAL, Signer, sha256, signing_bytes
-from .effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
+from .effects import Broadcast, Commit, Effect, PersistBlock, PersistSafety, Send, SetTimer
 from .election import Election, InvalidTicket, MissingHistory
 from .events import Event, MessageReceived, Start, TimerFired, TimerKind, TransactionsAvailable
 from .genesis import Genesis
@@ -176,6 +176,8 @@ class Replica:
         self.proposed_view = 0
         self.last_proposal_ms = -(10**12)
         self.txs_pending = False
+        self._persisted: set[bytes] = set()
+        """Uncommitted blocks already handed to the node with ``PersistBlock``."""
         self._fetched: dict[bytes, tuple[Block, bytes]] = {}
         """Synced blocks whose parent is still being fetched, by parent hash."""
 
@@ -244,9 +246,25 @@ class Replica:
             node.qc = cb.qc
             self.tree.commit_through(node)
             self.pacemaker.observe_qc(cb.qc)
+        self._restore_pending(ev.pending)
+        lock = self.safety.state.lock_qc
+        if lock is not None and lock.height > self.committed_height:
+            self._process_qc(lock, (self.index + 1) % self.n)
         self._advance_view()
         if self.view == 0:  # nothing advanced us: enter view 1 from the genesis QC
             self._enter_view(1, via_tc=False)
+
+    def _restore_pending(self, pending: tuple[Block, ...]) -> None:
+        """Re-insert the uncommitted blocks we stored before voting (validated back then)."""
+        for block in sorted(pending, key=lambda b: b.height):
+            h = self._hash(block)
+            parent = self.tree.get(block.parent_hash)
+            if block.height <= self.committed_height or h in self.tree or parent is None:
+                continue
+            tickets = {t.validator: (t.epoch, vrf_proof_to_hash(t.proof)) for t in block.tickets}
+            self.tree.insert(block, h, tickets)
+            self._persisted.add(h)
+            self.pacemaker.observe_qc(block.justify)
 
     # ------------------------------------------------------------------------- messages
 
@@ -350,7 +368,9 @@ class Replica:
             self._try_propose()
             return
         self._local_timeout()
-        self._out.append(SetTimer(TimerKind.VIEW, view, self._now + self.pacemaker.timeout_ms()))
+        if self.view == view:  # our own timeout may have completed a TC and moved us on
+            at = self._now + self.pacemaker.timeout_ms()
+            self._out.append(SetTimer(TimerKind.VIEW, view, at))
 
     def _retry_fetches(self) -> None:
         if self._catch_up is not None and self._now - self._catch_up[1] >= self.fetcher.retry_ms:
@@ -548,12 +568,27 @@ class Replica:
         except NotSafe as e:
             self.rejected[type(e).__name__] += 1
             return
+        self._persist_chain(node)
         self._out.append(PersistSafety(state))
         next_leader = self.election.leader(b.view + 1, node)
         if next_leader == self.index:
             self._add_vote(vote)
         else:
             self._out.append(Send(next_leader, vote))
+
+    def _persist_chain(self, node: TreeNode) -> None:
+        """``PersistBlock`` the block we vote for and its uncommitted ancestors not yet stored,
+        oldest first, so our lock always names a block some honest disk holds."""
+        todo: list[Block] = []
+        cur: TreeNode | None = node
+        while cur is not None and not cur.committed and cur.hash not in self._persisted:
+            assert cur.block is not None
+            todo.append(cur.block)
+            self._persisted.add(cur.hash)
+            cur = self.tree.get(cur.parent) if cur.parent is not None else None
+        self._out.extend(PersistBlock(b) for b in reversed(todo))
+        if len(self._persisted) > 4 * len(self.tree.uncommitted) + 64:
+            self._persisted &= self.tree.uncommitted
 
     def _resume_parked(self, h: bytes) -> None:
         for p in self.parked.pop(h, []):

@@ -47,15 +47,19 @@ class SafetyState(Struct):
     """The vote signed in ``last_voted_view``, if any: re-sent as is when asked again."""
     last_timeout: Timeout | None = field(Optional(OneOf(Timeout)))
     """The timeout signed in ``last_voted_view``, if any: re-sent as is when asked again."""
+    lock_qc: QuorumCert | None = field(Optional(OneOf(QuorumCert)), default=None)
+    """The QC of view ``locked_view`` (None while it is the genesis QC). After a restart the
+    replica starts from it, so it can always sign a timeout that satisfies its own lock."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
         assert self.last_vote is None or self.last_vote.data.view <= self.last_voted_view
         assert self.last_timeout is None or self.last_timeout.view <= self.last_voted_view
+        assert (self.lock_qc.view if self.lock_qc is not None else 0) == self.locked_view
 
     @classmethod
     def initial(cls) -> SafetyState:
-        return cls(0, 0, None, None)
+        return cls(0, 0, None, None, None)
 
 
 class NotSafe(Exception):
@@ -147,7 +151,8 @@ class SafetyRules:
             )
         signature = self._signer.sign(DOMAIN_VOTE, self.chain_id, data.encode())
         vote = Vote(data, self.index, signature)
-        new = SafetyState(block.view, max(s.locked_view, qc_view), vote, None)
+        lock = block.justify if qc_view > s.locked_view else s.lock_qc
+        new = SafetyState(block.view, max(s.locked_view, qc_view), vote, None, lock)
         self.state = new
         return new, vote
 
@@ -176,6 +181,7 @@ class SafetyRules:
         keep_vote = (
             s.last_vote if s.last_vote is not None and s.last_vote.data.view == view else None
         )
-        new = SafetyState(view, max(s.locked_view, high_qc.view), keep_vote, timeout)
+        lock = high_qc if high_qc.view > s.locked_view else s.lock_qc
+        new = SafetyState(view, max(s.locked_view, high_qc.view), keep_vote, timeout, lock)
         self.state = new
         return new, timeout

@@ -8,7 +8,14 @@ import heapq
 from typing import Any
 
 from lockstep.consensus.crypto import DOMAIN_PROPOSAL
-from lockstep.consensus.effects import Broadcast, Commit, PersistSafety, Send, SetTimer
+from lockstep.consensus.effects import (
+    Broadcast,
+    Commit,
+    PersistBlock,
+    PersistSafety,
+    Send,
+    SetTimer,
+)
 from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
 from lockstep.consensus.messages import Block, Proposal, QuorumCert, Timeout, Vote, VoteData
 from lockstep.consensus.replica import EmptyApplication, Replica
@@ -182,7 +189,8 @@ def test_bad_signature_proposal_is_dropped_and_changes_nothing() -> None:
     assert snapshot(r) == before
     # The genuine one gets a vote.
     effects = r.handle(MessageReceived(p.block.proposer, p, c.now))
-    assert [type(e) for e in effects][:2] == [PersistSafety, Send]
+    assert [type(e) for e in effects][:3] == [PersistBlock, PersistSafety, Send]
+    assert effects[0].block == p.block
 
 
 def test_proposal_from_a_validator_that_is_not_the_leader_gets_no_vote() -> None:
@@ -469,3 +477,37 @@ def test_an_overfull_payload_is_cut_to_the_block_limits() -> None:
     p = _first_proposal(c)
     assert 0 < len(p.block.txs) <= limits.MAX_BLOCK_TXS
     assert len(p.block.encode()) <= limits.MAX_BLOCK_BYTES
+
+
+def test_whole_cluster_restart_resumes_from_locks_and_stored_blocks() -> None:
+    """Every replica crashes at once, keeping only what the effects asked it to store: its
+    safety state (with its lock QC), its committed blocks and the blocks it voted for. The
+    cluster must be able to time out, form a TC and commit again."""
+    c = Cluster(4)
+    disk: dict[int, dict[str, list]] = {i: {"committed": [], "pending": []} for i in range(4)}
+    real = c.perform
+
+    def store(i, effects):
+        for e in effects:
+            if isinstance(e, Commit):
+                disk[i]["committed"].append(e.committed)
+            elif isinstance(e, PersistBlock):
+                disk[i]["pending"].append(e.block)
+        real(i, effects)
+
+    c.perform = store
+    c.start()
+    c.run_until(lambda: min(c.heights()) >= 5)
+    locks = [c.safety[i].locked_view for i in range(4)]
+    assert min(locks) > c.replicas[0].tree.committed.view  # locks above the commits
+    c.queue.clear()
+    for i in range(4):
+        c.replicas[i] = c._make(i)
+        start = Start(c.now, c.safety[i], tuple(disk[i]["committed"]), tuple(disk[i]["pending"]))
+        c.perform(i, c.replicas[i].handle(start))
+        r = c.replicas[i]
+        assert r.pacemaker.high_qc.view >= c.safety[i].locked_view
+        assert r.pacemaker.high_qc.block_hash in r.tree
+    h = max(c.heights())
+    c.run_until(lambda: min(c.heights()) >= h + 3)
+    assert len({tuple(c.commits[i][: h + 3]) for i in range(4)}) == 1

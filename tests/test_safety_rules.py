@@ -58,7 +58,7 @@ def test_first_vote_updates_state_and_is_valid() -> None:
     r = rules()
     b1 = block(1, GQC)
     state, vote = r.vote(b1, b1.block_hash(CHAIN), None)
-    assert state == SafetyState(1, 0, vote, None) == r.state
+    assert state == SafetyState(1, 0, vote, None, None) == r.state
     assert vote.data == VoteData(1, 1, b1.block_hash(CHAIN)) and vote.voter == 3
     VS.verify_vote(vote)
     assert vote.signature == KEYS[3].sign(DOMAIN_VOTE, CHAIN, vote.data.encode())
@@ -127,7 +127,7 @@ def test_vote_for_a_conflicting_block_below_the_lock_is_refused() -> None:
     qc1 = certify(b1)
     b2 = block(2, qc1)
     r.vote(b2, b2.block_hash(CHAIN), None)
-    assert r.state.locked_view == 1
+    assert r.state.locked_view == 1 and r.state.lock_qc == qc1
     _, timeout = r.timeout(3, qc1, make_tc(G, KEYS, 2, GQC, {0: 0, 1: 0, 2: 0}))
     assert timeout.high_qc == qc1
     tc3 = make_tc(G, KEYS, 3, qc1, {0: 0, 1: 1, 3: 1})
@@ -156,7 +156,7 @@ def test_timeout_below_the_lock_is_refused() -> None:
 def test_no_vote_after_timing_out_in_a_view() -> None:
     r = rules()
     state, timeout = r.timeout(1, GQC, None)
-    assert state == SafetyState(1, 0, None, timeout)
+    assert state == SafetyState(1, 0, None, timeout, None)
     VS.verify_timeout(timeout)
     b1 = block(1, GQC)
     with pytest.raises(NotSafeToVote):

@@ -38,6 +38,16 @@ def test_scenarios(kind: str, chunk: int) -> None:
         run_seed(seed, kind)
 
 
+REGRESSIONS = [(3158, "mixed"), (4176, "crash"), (4553, "crash"), (5845, "bad_sig")]
+"""Seeds that once failed: a re-armed timer clobbering the next view's; every replica
+restarting with a lock on a QC that only lived in memory."""
+
+
+@pytest.mark.parametrize(("seed", "kind"), REGRESSIONS)
+def test_regression_seeds(seed: int, kind: str) -> None:
+    run_seed(seed, kind)
+
+
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("kind", ["mixed", "twins", "equivocate", "crash"])
 def test_every_size(kind: str, n: int) -> None:

@@ -35,7 +35,15 @@ from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, Signe
 from lockstep.consensus.block_tree import BlockTree, ConflictingCommit
 from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer, sha256
-from lockstep.consensus.effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
+from lockstep.consensus.effects import (
+    Broadcast,
+    Commit,
+    Effect,
+    PersistBlock,
+    PersistSafety,
+    Send,
+    SetTimer,
+)
 from lockstep.consensus.election import Election
 from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
 from lockstep.consensus.genesis import (
@@ -386,6 +394,8 @@ class Instance:
     crash_mid_step: bool = False
     safety: SafetyState | None = None
     committed: list[CommittedBlock] = field(default_factory=list)
+    pending: list[Block] = field(default_factory=list)
+    """Blocks stored through ``PersistBlock`` (the simulated disk keeps them all)."""
     timers: dict[TimerKind, tuple[int, int]] = field(default_factory=dict)
     commits_after_gst: int = 0
     reference: tuple[int, int] | None = None
@@ -471,7 +481,9 @@ class Simulation:
         inst.timers.clear()
         # Like the node: hand back only the recent history (three epochs' worth of blocks).
         recent = inst.committed[-3 * self.sc.timing.epoch_views :]
-        start = Start(self.now, inst.safety, tuple(recent))
+        top = inst.committed[-1].block.height if inst.committed else 0
+        inst.pending = [b for b in inst.pending if b.height > top]
+        start = Start(self.now, inst.safety, tuple(recent), tuple(inst.pending))
         if self.now >= self.sc.faults.gst_ms:
             inst.reference = (self.now, self._highest_view())
             inst.first_commit_after_gst = None
@@ -500,6 +512,8 @@ class Simulation:
                 for j in range(self.sc.n):
                     if j != inst.index or len(self.by_index[j]) > 1:
                         self._transmit(inst, j, e.message)
+            elif isinstance(e, PersistBlock):
+                inst.pending.append(e.block)
             elif isinstance(e, PersistSafety):
                 inst.safety = e.state
                 if inst.honest and e.state.last_vote is not None:
