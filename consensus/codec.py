@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -322,6 +323,9 @@ class Struct:
 
     WIRE_TAG: ClassVar[int]
     _WIRE_FIELDS: ClassVar[tuple[tuple[str, FieldKind], ...]]
+    _CACHE_ENCODING: ClassVar[bool] = False
+    """Large immutable objects encoded several times (a block: its hash, the proposer's
+    signature, the block store) keep their bytes in a small identity cache."""
 
     def to_obj(self) -> list[Any]:
         """The CBOR data model of this object: ``[tag, fields...]``."""
@@ -331,11 +335,32 @@ class Struct:
         return out
 
     def encode(self) -> bytes:
-        """Canonical CBOR bytes of this object."""
+        """Canonical CBOR bytes of this object (remembered for types that opt in)."""
+        if self._CACHE_ENCODING:
+            hit = _ENCODINGS.get(id(self))
+            if hit is not None and hit[0] is self:
+                return hit[1]
+            raw = cbor2.dumps(self.to_obj(), canonical=True)
+            remember_encoding(self, raw)
+            return raw
         return cbor2.dumps(self.to_obj(), canonical=True)
 
 
 _REGISTRY: dict[int, type[Struct]] = {}
+
+ENCODING_CACHE_ENTRIES = 256
+"""Objects whose encoding is remembered (a few views' worth of blocks)."""
+_ENCODINGS: OrderedDict[int, tuple[Struct, bytes]] = OrderedDict()
+
+
+def remember_encoding(obj: Struct, raw: bytes) -> None:
+    """Remember ``raw`` as the canonical encoding of ``obj`` (the caller guarantees it: e.g. the
+    bytes it was just strictly decoded from). Keyed by identity; the entry keeps ``obj`` alive,
+    so an id is never reused while it is cached."""
+    _ENCODINGS[id(obj)] = (obj, raw)
+    if len(_ENCODINGS) > ENCODING_CACHE_ENTRIES:
+        _ENCODINGS.popitem(last=False)
+
 
 S = TypeVar("S", bound=type[Struct])
 

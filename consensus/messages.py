@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import cbor2
 
@@ -188,6 +188,8 @@ def ticket_alpha(chain_id: bytes, epoch: int, seed: bytes) -> bytes:
 @wire(37)
 @dataclass(frozen=True, slots=True)
 class Block(_Checked):
+    _CACHE_ENCODING: ClassVar[bool] = True
+
     height: int = field(U64)
     view: int = field(U64)
     epoch: int = field(U64)

@@ -34,9 +34,17 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from lockstep.consensus import limits
 from lockstep.consensus.actions import SignedTx, decode_and_verify_tx, decode_tx
-from lockstep.consensus.codec import CodecError, decode
+from lockstep.consensus.codec import CodecError, decode, remember_encoding
 from lockstep.consensus.crypto import SignatureError, sha256, signing_bytes
-from lockstep.consensus.effects import Broadcast, Commit, Effect, PersistSafety, Send, SetTimer
+from lockstep.consensus.effects import (
+    Broadcast,
+    Commit,
+    Effect,
+    PersistBlock,
+    PersistSafety,
+    Send,
+    SetTimer,
+)
 from lockstep.consensus.events import (
     Event,
     MessageReceived,
@@ -77,6 +85,7 @@ from .mempool import Mempool, PendingTx, PoolReason
 from .mempool_journal import MempoolJournal
 from .mempool_rules import Reason, check_static
 from .metrics import NodeMetrics
+from .pending_store import PendingBlockStore
 from .rpc import Admission, RpcLimits, build_rpc_app
 from .safety_store import SafetyStore
 from .streams import StreamHub
@@ -184,6 +193,7 @@ class Node:
         )
         self.safety_store = SafetyStore(paths.data_dir)
         self.journal: MempoolJournal | None = None
+        self.pending_store = PendingBlockStore(paths.data_dir)
         self.block_store: BlockStore | None = None
         self.exchange: Exchange | None = None
         self.hub = StreamHub(self._snapshot)
@@ -380,7 +390,12 @@ class Node:
             else None
         )
         committed = await self._recent_committed(tip)
-        self._perform(self.replica.handle(Start(now_ms(), safety, committed)))
+        self.pending_store.prune(tip)
+        pending = tuple(
+            decode(raw, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+            for raw in self.pending_store.load()
+        )
+        self._perform(self.replica.handle(Start(now_ms(), safety, committed, pending)))
 
     async def _recent_committed(self, tip: int) -> tuple[CommittedBlock, ...]:
         store = self.block_store
@@ -421,6 +436,9 @@ class Node:
             elif isinstance(eff, SetTimer):
                 self._timers[eff.kind] = (eff.view, eff.at_ms)
                 self._timers_changed.set()
+            elif isinstance(eff, PersistBlock):
+                b = eff.block
+                self.pending_store.save(b.height, b.block_hash(self.chain_id), b.encode())
             elif isinstance(eff, Commit):
                 self._commits_send.send_nowait(eff.committed)
             else:  # pragma: no cover - typed union
@@ -465,6 +483,8 @@ class Node:
         except CodecError as e:
             self.log.info("peer_message_rejected", peer=peer.hex()[:8], reason=str(e))
             return Verdict.REJECT
+        if type(msg) is Proposal:
+            _remember_block_bytes(msg, payload)
         self._decoded[id(payload)] = (payload, msg)
         while len(self._decoded) > 4096:
             self._decoded.popitem(last=False)
@@ -565,6 +585,7 @@ class Node:
                 block.height, block_hash, block.view, block.encode(), committed.qc.encode()
             )
             await self.worker.run(store.append, stored)
+            self.pending_store.prune(block.height)
             await self._apply(block, block_hash, ids, replay=False)
 
     async def _apply(
@@ -641,10 +662,14 @@ class Node:
                 "timestamp_ms": block.timestamp_ms,
             },
         )
+        hub = self.hub
         for t in result.trades:
-            self.hub.publish(f"trades:{t.market}", views.trade_json(t, self.markets[t.market]))
-            for who in {t.taker, t.maker}:
-                self.hub.publish(f"fills:{who.hex()}", views.trade_json(t, self.markets[t.market]))
+            names = [f"trades:{t.market}", f"fills:{t.taker.hex()}", f"fills:{t.maker.hex()}"]
+            if not any(hub.wants(n) for n in names):
+                continue  # nobody listens: a subscriber starts from a snapshot anyway
+            doc = views.trade_json(t, self.markets[t.market])
+            for n in dict.fromkeys(names):
+                hub.publish(n, doc)
         for name, snap in snapshots.items():
             if name.startswith("book:"):
                 self.hub.publish(name, snap)
@@ -896,6 +921,23 @@ class Node:
                 partial(serve, app, config, shutdown_trigger=trio.sleep_forever)
             )
             task_status.started(int(binds[0].rsplit(":", 1)[1]))
+
+
+_PROPOSAL_HEAD = b"\x84\x18\x26"  # array of 4, then type tag 38
+assert Proposal.WIRE_TAG == 38
+
+
+def _remember_block_bytes(p: Proposal, payload: bytes) -> None:
+    """A strictly decoded proposal's block is a slice of its bytes: [38, block, tc, sig].
+
+    Remembering it spares the block hash, the proposer's signature check and the block
+    store three re-encodings of a block that can be megabytes."""
+    tc_len = 1 if p.last_tc is None else len(p.last_tc.encode())
+    if payload[:3] != _PROPOSAL_HEAD:
+        return
+    raw = payload[3 : len(payload) - 66 - tc_len]
+    if raw and raw[0] == 0x80 + 1 + len(Block._WIRE_FIELDS):
+        remember_encoding(p.block, bytes(raw))
 
 
 def _action_detail(action: int) -> str:

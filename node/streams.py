@@ -56,6 +56,11 @@ class StreamHub:
         self._streams: dict[str, _Stream] = {}
         self.dropped_slow = 0
 
+    def wants(self, stream: str) -> bool:
+        """Whether anyone subscribes to ``stream`` (build the event only if so)."""
+        s = self._streams.get(stream)
+        return bool(s and s.subscribers)
+
     def seq(self, stream: str) -> int:
         s = self._streams.get(stream)
         return s.seq if s else 0

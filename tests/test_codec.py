@@ -301,3 +301,19 @@ def test_mutated_bytes_decode_only_to_their_canonical_object(
     except codec.CodecError:
         return
     assert obj.encode() == bytes(raw)
+
+
+def test_block_encoding_cache_and_proposal_slice() -> None:
+    """A proposal's block is a slice of the proposal's bytes; the cache returns exactly the
+    canonical encoding, with or without a timeout certificate."""
+    from lockstep.consensus.codec import _ENCODINGS
+    from lockstep.node.daemon import _remember_block_bytes
+
+    qc = messages.QuorumCert(messages.VoteData(1, 1, b"\x01" * 32), (0,), (b"\x00" * 64,))
+    tc = messages.TimeoutCert(2, qc, (0, 1), (1, 1), (b"\x03" * 64, b"\x04" * 64))
+    block = messages.Block(2, 3, 0, b"\x01" * 32, qc, 0, 5, 0, b"\x00" * 32, (_signed(),), ())
+    for last_tc in (None, tc):
+        raw = messages.Proposal(block, last_tc, b"\x02" * 64).encode()
+        decoded = decode(raw, messages.Proposal, max_bytes=BIG)
+        _remember_block_bytes(decoded, raw)
+        assert _ENCODINGS[id(decoded.block)][1] == block.encode() == decoded.block.encode()

@@ -1,0 +1,233 @@
+"""A 4-node testnet of real processes at increasing load: throughput, latency, failover, catch-up.
+
+Prints, from one run on this machine:
+  * single-core Ed25519 verifications/s (the baseline everything is divided by);
+  * per offered load: finalized orders/s, commit latency p50/p99 (submit → seen committed);
+  * the ratio of peak finalized orders/s to the Ed25519 rate (goal ≥ 0.25; 0.5 is the ceiling
+    with four verifying nodes on two cores);
+  * latency at half the peak rate (goals p50 ≤ 100 ms, p99 ≤ 500 ms);
+  * the gap in commits after the sequencer is SIGKILLed, in view timeouts (goal ≤ 2);
+  * the catch-up speed of a restarted node beside the live block rate (goal ≥ 10×);
+  * RSS per node.
+
+    python bench/testnet.py [--rates 500 1000 2000 4000] [--seconds 8]
+
+Orders are signed before each load step (signing is not what is measured), and submitted in
+batches of 100 through the real RPC of every node in turn; commit times come from polling the
+committed blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import nacl.signing
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, TimeInForce
+from lockstep.consensus.crypto import Signer
+from lockstep.node.keys import load_wallet
+from lockstep.testnet.generate import generate_network
+from lockstep.testnet.processes import Network
+
+from tests.localnet import free_base_port
+
+BATCH = 100
+TRADERS = 64
+VIEW_TIMEOUT_S = 1.0
+
+
+def ed25519_verifies_per_s(seconds: float = 1.0) -> float:
+    key = nacl.signing.SigningKey(hashlib.sha256(b"bench").digest())
+    msg = b"x" * 140
+    sig = key.sign(msg).signature
+    vk = key.verify_key
+    n, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
+        for _ in range(200):
+            vk.verify(msg, sig)
+        n += 200
+    return n / (time.process_time() - start)
+
+
+def sign_orders(traders: list[Signer], chain_id: bytes, count: int, expiry: int) -> list[str]:
+    rng = random.Random(count)
+    out = []
+    nonce = time.time_ns()
+    for _ in range(count):
+        t = rng.choice(traders)
+        nonce += 1
+        side = rng.choice((Side.BUY, Side.SELL))
+        px = 600_000 + rng.randint(-30, 30)
+        place = PlaceOrder(0, side, OrderType.LIMIT, TimeInForce.GTC, False, px, 1, nonce)
+        out.append(Order(t.public_key, nonce, expiry, place).sign(t, chain_id).encode().hex())
+    return out
+
+
+def height(url: str) -> int:
+    try:
+        return int(httpx.get(url + "/v1/status", timeout=2).json()["height"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return -1
+
+
+async def load_step(urls: list[str], txs: list[str], rate: float) -> dict[str, float]:
+    """Offer ``txs`` at ``rate``/s; return finalized orders/s and latency percentiles."""
+    submitted: dict[str, float] = {}
+    committed: dict[str, float] = {}
+    start_h = height(urls[0])
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as client:
+
+        async def post(batch: list[str], url: str) -> None:
+            sent_at = time.monotonic()
+            r = await client.post(url + "/v1/actions/batch", json={"txs": batch}, timeout=60)
+            for res in r.json()["results"]:
+                if res.get("status") == "accepted":
+                    submitted[res["tx_id"]] = sent_at
+
+        async def watch(done: trio.Event) -> None:
+            h = start_h + 1
+            while True:
+                r = await client.get(urls[0] + "/v1/blocks", params={"from": h}, timeout=10)
+                now = time.monotonic()
+                for b in r.json()["blocks"]:
+                    for tx_id in b["tx_ids"]:
+                        committed.setdefault(tx_id, now)
+                    h = int(b["height"]) + 1
+                if done.is_set() and len(committed) >= len(submitted):
+                    return
+                await trio.sleep(0.02)
+
+        done = trio.Event()
+        t0 = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, done)
+            async with trio.open_nursery() as senders:
+                for i in range(0, len(txs), BATCH):
+                    await trio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+                    senders.start_soon(post, txs[i : i + BATCH], urls[(i // BATCH) % len(urls)])
+            sent_s = time.monotonic() - t0
+            done.set()
+            with trio.move_on_after(30):
+                while len(committed) < len(submitted):
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    lat = sorted((committed[t] - s) * 1000 for t, s in submitted.items() if t in committed)
+    last = max(committed.values(), default=t0)
+    return {
+        "offered": rate,
+        "accepted": len(submitted),
+        "committed": len([t for t in submitted if t in committed]),
+        "finalized_per_s": len(lat) / max(1e-9, last - t0),
+        "sent_s": sent_s,
+        "p50_ms": statistics.median(lat) if lat else float("nan"),
+        "p99_ms": lat[min(len(lat) - 1, len(lat) * 99 // 100)] if lat else float("nan"),
+    }
+
+
+def rss_mb(pid: int | None) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (FileNotFoundError, TypeError):
+        pass
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 2000, 4000])
+    ap.add_argument("--seconds", type=float, default=8.0, help="seconds per load step")
+    args = ap.parse_args()
+
+    verify_rate = ed25519_verifies_per_s()
+    print(f"Ed25519 verify, one core, this run: {verify_rate:,.0f}/s")
+    tmp = Path(tempfile.mkdtemp(prefix="lockstep-bench-"))
+    g = generate_network(tmp, 4, n_traders=TRADERS, base_port=free_base_port(4)).genesis
+    net = Network.from_dir(tmp)
+    net.start_all()
+    try:
+        net.wait_ready(60)
+        urls = [n.rpc_url for n in net.nodes]
+        traders = [load_wallet(p) for p in sorted((tmp / "wallets").glob("*.json"))]
+        results = []
+        print(
+            f"{'offered/s':>10} {'finalized/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'committed':>10}"
+        )
+        for rate in args.rates:
+            txs = sign_orders(traders, g.chain_id, int(rate * args.seconds), height(urls[0]) + 900)
+            r = trio.run(load_step, urls, txs, rate)
+            results.append(r)
+            print(
+                f"{rate:>10,.0f} {r['finalized_per_s']:>12,.0f} {r['p50_ms']:>8.0f} "
+                f"{r['p99_ms']:>8.0f} {r['committed']:>5}/{r['accepted']}"
+            )
+        peak = max(r["finalized_per_s"] for r in results)
+        half = peak / 2
+        txs = sign_orders(traders, g.chain_id, int(half * args.seconds), height(urls[0]) + 900)
+        h = trio.run(load_step, urls, txs, half)
+        print(
+            f"\npeak finalized orders/s: {peak:,.0f}; ratio to one-core Ed25519 verify: "
+            f"{peak / verify_rate:.3f} (goal ≥ 0.25, ceiling 0.5)"
+        )
+        print(
+            f"at half the peak ({half:,.0f}/s): p50 {h['p50_ms']:.0f} ms, p99 {h['p99_ms']:.0f} ms "
+            f"(goals ≤ 100 / ≤ 500 ms)"
+        )
+
+        # Sequencer failover.
+        seq = int(httpx.get(urls[0] + "/v1/status").json()["sequencer"])
+        others = [u for i, u in enumerate(urls) if i != seq]
+        before = max(height(u) for u in others)
+        t = time.monotonic()
+        net.nodes[seq].kill()
+        while max(height(u) for u in others) < before + 2 and time.monotonic() - t < 30:
+            time.sleep(0.02)
+        gap = time.monotonic() - t
+        print(
+            f"commit gap after SIGKILL of the sequencer: {gap:.2f} s = "
+            f"{gap / VIEW_TIMEOUT_S:.2f} view timeouts (goal ≤ 2)"
+        )
+
+        # Catch-up of a restarted node, against the live block rate while it was down.
+        down_s = 15.0
+        h0, t0 = max(height(u) for u in others), time.monotonic()
+        time.sleep(down_s)
+        h1 = max(height(u) for u in others)
+        live_rate = (h1 - h0) / (time.monotonic() - t0)
+        net.nodes[seq].start()
+        t_start = time.monotonic()
+        while height(urls[seq]) < 0 and time.monotonic() - t_start < 60:
+            time.sleep(0.05)
+        t_up = time.monotonic()
+        start_h = height(urls[seq])
+        target = max(height(u) for u in others)
+        while height(urls[seq]) < target and time.monotonic() - t_up < 120:
+            time.sleep(0.02)
+        took = max(1e-3, time.monotonic() - t_up)
+        catch = (target - start_h) / took
+        print(
+            f"restarted node: process up in {t_up - t_start:.1f} s, then {target - start_h} "
+            f"blocks in {took:.2f} s = {catch:,.0f} blocks/s; live rate {live_rate:.1f} "
+            f"blocks/s (ratio {catch / max(live_rate, 1e-9):.0f}×, goal ≥ 10×)"
+        )
+        print("RSS per node: " + ", ".join(f"{n.name} {rss_mb(n.pid):.0f} MB" for n in net.nodes))
+    finally:
+        net.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
