@@ -26,10 +26,6 @@ CREATE TABLE IF NOT EXISTS blocks (
     block       BLOB NOT NULL,   -- canonical CBOR of the Block
     certificate BLOB NOT NULL    -- canonical CBOR of what proves it committed
 );
-CREATE TABLE IF NOT EXISTS roots (
-    height INTEGER PRIMARY KEY,
-    root   BLOB NOT NULL             -- ledger state root after applying this height
-);
 """
 
 MAX_RANGE_BLOCKS = 256
@@ -75,25 +71,6 @@ class BlockStore:
                 (stored.height, stored.block_hash, stored.view, stored.block, stored.certificate),
             )
         self._tip = stored.height
-
-    def record_root(self, height: int, root: bytes) -> None:
-        """Remember the state root this node computed after applying ``height``.
-
-        A root lost in a crash is recomputed when the block is replayed from the store.
-        """
-        self._db.execute(
-            "INSERT OR REPLACE INTO roots (height, root) VALUES (?, ?)", (height, root)
-        )
-
-    def roots_from(self, first: int, last: int = 2**63 - 1) -> list[tuple[int, bytes]]:
-        """Recorded roots for heights ``first..last`` inclusive, in order."""
-        return [
-            (int(h), bytes(r))
-            for h, r in self._db.execute(
-                "SELECT height, root FROM roots WHERE height BETWEEN ? AND ? ORDER BY height",
-                (first, last),
-            )
-        ]
 
     def get(self, height: int) -> StoredBlock | None:
         row = self._db.execute(

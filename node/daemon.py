@@ -263,7 +263,7 @@ class Node:
         self.exchange = await self.worker.run(
             Exchange.open, self.paths.data_dir / "ledger.sqlite", self.genesis
         )
-        self.journal = MempoolJournal(self.paths.data_dir)
+        self.journal = MempoolJournal(self.paths.data_dir, self.worker.run)
 
     async def _replay_journal(self) -> None:
         """Re-admit and re-gossip what this node acknowledged before it last stopped."""
@@ -301,6 +301,8 @@ class Node:
         results = await self._admit_batch(batch, gossip=True) if batch else []
         readmitted = sum(1 for r, _ in results if r == Reason.OK)
         self.log.info("journal_replayed", records=len(raws), readmitted=readmitted)
+        while self.journal.flushing:
+            await trio.sleep(0.01)
         self.journal.compact(p.raw for p in self.mempool.take(10**9, 10**12, 0))
 
     async def _mempool_sync_loop(self) -> None:
@@ -337,6 +339,8 @@ class Node:
                     break
 
     async def _close_stores(self) -> None:
+        self.pending_store.close()
+        self.safety_store.close()
         if self.journal is not None:
             self.journal.close()
         if self.exchange is not None:
@@ -359,7 +363,8 @@ class Node:
                 f"the ledger cannot be ahead of the blocks it was built from. Restore the data "
                 f"directory {self.paths.data_dir} from one backup, or remove it to resync."
             )
-        for h, root in await self.worker.run(store.roots_from, max(1, tip - 4096)):
+        recent = await self.worker.run(views.state_roots, ex, max(1, ledger_height - 4096), tip)
+        for h, root in recent:
             self.app.roots[h] = root
         self.app.applied_height, self.app.applied_root = ledger_height, ex.state_root
         if ledger_height:
@@ -597,7 +602,6 @@ class Node:
 
         def apply() -> tuple[BlockResult, dict[str, Any]]:
             result = ex.apply_block(block.height, block.timestamp_ms, block.txs, proposer, ids)
-            store.record_root(block.height, result.state_root)
             return result, self._stream_snapshots(result)
 
         result, snapshots = await self.worker.run(apply)
@@ -872,9 +876,9 @@ class Node:
         return [await self.action(t) for t in tx_ids]
 
     async def state_roots(self, first: int, last: int) -> list[dict[str, Any]]:
-        store = self.block_store
-        assert store is not None
-        rows = await self.worker.run(store.roots_from, first, last)
+        ex = self.exchange
+        assert ex is not None
+        rows = await self.worker.run(views.state_roots, ex, first, last)
         return [{"height": h, "state_root": r.hex()} for h, r in rows]
 
     async def ledger_totals(self) -> dict[str, Any]:

@@ -168,3 +168,13 @@ def ledger_totals_json(ex: Exchange, genesis: Genesis) -> dict[str, Any]:
         "conserved": collateral - open_notional + ledger.withdrawn_total == genesis_total,
         "open_interest_balanced": all(m.long_oi == m.short_oi for m in ledger.markets.values()),
     }
+
+
+def state_roots(ex: Exchange, first: int, last: int) -> list[tuple[int, bytes]]:
+    """The state root after each applied height in ``first..last``, from the ledger itself
+    (written in the same transaction as the state it commits to)."""
+    rows = ex.store.rows(
+        "SELECT height, state_root FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+        (first, last),
+    )
+    return [(int(h), bytes(r)) for h, r in rows]
