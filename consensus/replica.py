@@ -542,7 +542,7 @@ class Replica:
         assert parent is not None
         if h in self.tree:
             return
-        if parent.committed and parent is not self.tree.committed:
+        if self._forks_below_commit(parent):
             self.rejected["proposal forks below the committed block"] += 1
             return
         reason = self._check_block(b, h, parent)
@@ -575,6 +575,11 @@ class Replica:
             self._add_vote(vote)
         else:
             self._out.append(Send(next_leader, vote))
+
+    def _forks_below_commit(self, parent: TreeNode) -> bool:
+        """A block whose parent is committed but is not the last committed block can never be
+        committed itself: refuse it before storing (a second line behind the vote rule)."""
+        return parent.committed and parent is not self.tree.committed
 
     def _persist_chain(self, node: TreeNode) -> None:
         """``PersistBlock`` the block we vote for and its uncommitted ancestors not yet stored,
