@@ -174,7 +174,7 @@ class Node:
         self.name = self.genesis.validators[self.index].name
         self.validator_keys = keys_by_index
         self.index_of = {k: i for i, k in enumerate(keys_by_index)}
-        self.markets = {m.market_id: m for m in self.genesis.markets}
+        self.market_by_id = {m.market_id: m for m in self.genesis.markets}
         self.validator_set = frozenset(keys_by_index)
         self.log = log.bind(node=self.name)
 
@@ -291,7 +291,7 @@ class Node:
             if tx_id in self._results:
                 continue
             reason, _ = check_static(
-                tx.body, self.applied_height + 1, self.markets, self.validator_set
+                tx.body, self.applied_height + 1, self.market_by_id, self.validator_set
             )
             if reason == Reason.OK:
                 self.app.note_verified(tx_id)
@@ -502,7 +502,9 @@ class Node:
             return Verdict.REJECT
         if tx_id in self.mempool or tx_id in self._results:
             return Verdict.IGNORE  # pending, or already included: nothing new to forward
-        reason, _ = check_static(tx.body, self.applied_height + 1, self.markets, self.validator_set)
+        reason, _ = check_static(
+            tx.body, self.applied_height + 1, self.market_by_id, self.validator_set
+        )
         if reason in (Reason.EXPIRED, Reason.EXPIRY_TOO_FAR):
             return Verdict.IGNORE
         if reason:
@@ -634,7 +636,7 @@ class Node:
         trades_by_taker: dict[bytes, list[dict[str, Any]]] = {}
         for t in result.trades:
             trades_by_taker.setdefault(t.taker, []).append(
-                views.trade_json(t, self.markets[t.market])
+                views.trade_json(t, self.market_by_id[t.market])
             )
         for tx, tx_id, outcome in zip(block.txs, ids, result.outcomes, strict=True):
             arrived = self._arrivals.pop(tx_id, None)
@@ -671,7 +673,7 @@ class Node:
             names = [f"trades:{t.market}", f"fills:{t.taker.hex()}", f"fills:{t.maker.hex()}"]
             if not any(hub.wants(n) for n in names):
                 continue  # nobody listens: a subscriber starts from a snapshot anyway
-            doc = views.trade_json(t, self.markets[t.market])
+            doc = views.trade_json(t, self.market_by_id[t.market])
             for n in dict.fromkeys(names):
                 hub.publish(n, doc)
         for name, snap in snapshots.items():
@@ -701,9 +703,10 @@ class Node:
         assert ex is not None
         touched = {t.market for t in result.trades} | set(getattr(ex, "touched_books", ()))
         if not self._snapshots:
-            touched = set(self.markets)
+            touched = set(self.market_by_id)
         return {
-            f"book:{mid}": views.book_json(ex, self.markets[mid], 50) for mid in sorted(touched)
+            f"book:{mid}": views.book_json(ex, self.market_by_id[mid], 50)
+            for mid in sorted(touched)
         }
 
     def _snapshot(self, stream: str) -> Any:
@@ -742,7 +745,7 @@ class Node:
                 status = self._results[tx_id]["status"]
                 answers[i] = Admission(tx_id, "REPLAYED", int(Reason.REPLAYED), f"already {status}")
                 continue
-            reason, action = check_static(tx.body, height, self.markets, self.validator_set)
+            reason, action = check_static(tx.body, height, self.market_by_id, self.validator_set)
             if reason:
                 self.metrics.rejected.labels(reason=reason.name).inc()
                 answers[i] = Admission(tx_id, reason.name, int(reason), _action_detail(action))
@@ -808,7 +811,7 @@ class Node:
         return await self.worker.run(views.markets_json, ex, self.genesis)
 
     async def book(self, market: int, depth: int) -> dict[str, Any] | None:
-        m = self.markets.get(market)
+        m = self.market_by_id.get(market)
         if m is None:
             return None
         ex = self.exchange
@@ -816,7 +819,7 @@ class Node:
         return await self.worker.run(views.book_json, ex, m, depth)
 
     async def trades(self, market: int, limit: int) -> list[dict[str, Any]] | None:
-        m = self.markets.get(market)
+        m = self.market_by_id.get(market)
         if m is None:
             return None
         ex = self.exchange

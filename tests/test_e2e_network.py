@@ -97,6 +97,13 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
         orders = wallet("orders", "--file", str(w[0]), "--rpc", urls[0], *common)
         assert [(o["client_id"], o["remaining_lots"]) for o in orders["open_orders"]] == [(11, 300)]
 
+        markets = httpx.get(urls[1] + "/v1/markets", timeout=5).json()["markets"]
+        assert [m["symbol"] for m in markets] == ["BTC-PERP", "ETH-PERP"]
+        assert markets[0]["open_interest_lots"] == 200
+        assert "/v1/actions" in httpx.get(urls[2] + "/openapi.json", timeout=5).json()["paths"]
+        orders_rpc_only = wallet("orders", "--file", str(w[0]), "--rpc", urls[3])
+        assert [o["symbol"] for o in orders_rpc_only["open_orders"]] == ["BTC-PERP"]
+
         # ---- cancel ------------------------------------------------------------------------------
         cancel = wallet(
             "cancel",
