@@ -38,8 +38,8 @@ from .mempool import Mempool
 
 log = structlog.get_logger("lockstep.node")
 
-VERIFIED_CACHE_TXS = 200_000
-"""Transaction ids whose signature this node checked (a few blocks' worth beyond the pool)."""
+VERIFIED_CACHE_TXS = 50_000
+"""Transaction ids whose signature this node checked: six maximal blocks' worth."""
 
 ROOT_HISTORY = 4_096
 """Applied heights whose state root is kept to check proposals against."""

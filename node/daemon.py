@@ -121,6 +121,10 @@ RESTART_BLOCKS_PER_EPOCH = 3
 """Committed blocks handed back to a restarting replica: this many epochs' worth of views."""
 
 
+_COMMITTED, _REJECTED, _EXPIRED = 0, 1, 2
+_STATUS_NAMES = ("committed", "rejected", "expired")
+
+
 def now_ms() -> int:
     """Wall-clock milliseconds: block timestamps are the proposer's clock (bounded by peers)."""
     return time.time_ns() // 1_000_000
@@ -205,7 +209,11 @@ class Node:
         self._timers_changed = trio.Event()
         self._decoded: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
-        self._results: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._results: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
+        """tx id → (status, height, index in block, reason, action index), compact: recent
+        outcomes for the RPC and for recognising included transactions."""
+        self._fills: dict[bytes, list[dict[str, Any]]] = {}
+        """Fills of committed transactions someone is waiting for (wait=true), until read."""
         self._arrivals: dict[bytes, float] = {}
         self._snapshots: dict[str, Any] = {}
         self.state_root = b""
@@ -633,26 +641,29 @@ class Node:
         self.txs_committed += len(block.txs)
         m.mempool.set(len(self.mempool))
         now = time.monotonic()
+        waited = [t for t in ids if t in self._waiters]
         trades_by_taker: dict[bytes, list[dict[str, Any]]] = {}
-        for t in result.trades:
-            trades_by_taker.setdefault(t.taker, []).append(
-                views.trade_json(t, self.market_by_id[t.market])
-            )
+        if waited:
+            for t in result.trades:
+                trades_by_taker.setdefault(t.taker, []).append(
+                    views.trade_json(t, self.market_by_id[t.market])
+                )
         for tx, tx_id, outcome in zip(block.txs, ids, result.outcomes, strict=True):
             arrived = self._arrivals.pop(tx_id, None)
             if arrived is not None:
                 m.commit_latency.observe(now - arrived)
-            status = "committed" if outcome.reason == Reason.OK else "rejected"
-            entry = {
-                "tx_id": tx_id.hex(),
-                "status": status,
-                "height": block.height,
-                **views.outcome_json(outcome),
-                "fills": trades_by_taker.get(tx.body.signer, []) if status == "committed" else [],
-            }
-            self._results[tx_id] = entry
+            ok = outcome.reason == Reason.OK
+            status = _COMMITTED if ok else _REJECTED
+            self._results[tx_id] = (
+                status,
+                block.height,
+                outcome.index,
+                int(outcome.reason),
+                outcome.action_index,
+            )
             waiter = self._waiters.pop(tx_id, None)
             if waiter is not None:
+                self._fills[tx_id] = trades_by_taker.get(tx.body.signer, []) if ok else []
                 waiter.set()
         while len(self._results) > RECENT_RESULTS:
             self._results.popitem(last=False)
@@ -684,14 +695,7 @@ class Node:
         """Remember that an action this node held expired unincluded (the RPC reports it)."""
         if tx_id in self._results:
             return
-        self._results[tx_id] = {
-            "tx_id": tx_id.hex(),
-            "status": "expired",
-            "height": height,
-            "reason": Reason.EXPIRED.name,
-            "code": int(Reason.EXPIRED),
-            "fills": [],
-        }
+        self._results[tx_id] = (_EXPIRED, height, -1, int(Reason.EXPIRED), -1)
         self._arrivals.pop(tx_id, None)
         waiter = self._waiters.pop(tx_id, None)
         if waiter is not None:
@@ -742,7 +746,7 @@ class Node:
                 answers[i] = Admission(tx_id, "OK", 0, "already pending")
                 continue
             if tx_id in self._results:
-                status = self._results[tx_id]["status"]
+                status = _STATUS_NAMES[self._results[tx_id][0]]
                 answers[i] = Admission(tx_id, "REPLAYED", int(Reason.REPLAYED), f"already {status}")
                 continue
             reason, action = check_static(tx.body, height, self.market_by_id, self.validator_set)
@@ -773,7 +777,23 @@ class Node:
             event = self._waiters.setdefault(tx_id, trio.Event())
             with trio.move_on_after(timeout_s):
                 await event.wait()
-        return self._results.get(tx_id)
+        return self._result(tx_id, self._fills.pop(tx_id, []))
+
+    def _result(self, tx_id: bytes, fills: list[dict[str, Any]] | None = None) -> dict | None:
+        r = self._results.get(tx_id)
+        if r is None:
+            return None
+        status, height, index, reason, action = r
+        return {
+            "tx_id": tx_id.hex(),
+            "status": _STATUS_NAMES[status],
+            "height": height,
+            "index": index,
+            "reason": Reason(reason).name,
+            "code": reason,
+            "action_index": action,
+            "fills": fills or [],
+        }
 
     def _leader(self) -> int | None:
         try:
@@ -864,7 +884,7 @@ class Node:
     async def action(self, tx_id: bytes) -> dict[str, Any] | None:
         if tx_id in self.mempool:
             return {"tx_id": tx_id.hex(), "status": "pending"}
-        result = self._results.get(tx_id)
+        result = self._result(tx_id)
         if result is not None:
             return result
         ex = self.exchange

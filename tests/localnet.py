@@ -93,3 +93,19 @@ def wallet(*args: str, check: bool = True) -> dict[str, Any]:
     if proc.returncode != 0:
         return {"exit": proc.returncode, "stderr": proc.stderr.strip()}
     return json.loads(proc.stdout)
+
+
+@contextmanager
+def one_network_at_a_time() -> Iterator[None]:
+    """Serialise tests that run networks of processes, across test workers: two such tests on
+    two cores at once would measure each other, not the code (view timeouts, failover gaps)."""
+    import fcntl
+    import tempfile
+
+    lock_path = Path(tempfile.gettempdir()) / "lockstep-tests-processes.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

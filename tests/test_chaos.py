@@ -11,18 +11,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .localnet import free_base_port
+from .localnet import free_base_port, one_network_at_a_time
 
 SCENARIOS = ["kill-sequencer", "kill-random", "freeze", "rolling-restart"]
 SHORT_RUN_S = 20
 
 
-@pytest.mark.timeout(150)
-@pytest.mark.xdist_group("processes")
+@pytest.fixture(autouse=True)
+def _alone() -> Iterator[None]:
+    with one_network_at_a_time():
+        yield
+
+
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_chaos_scenario_keeps_invariants(tmp_path: Path, scenario: str) -> None:
     proc = subprocess.run(

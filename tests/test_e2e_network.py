@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,9 +25,23 @@ from lockstep.consensus.crypto import Signer
 from lockstep.node.keys import load_wallet
 from lockstep.node.mempool_rules import INSURANCE_FUND
 
-from .localnet import height, local_network, roots, status, wait_for, wallet
+from .localnet import (
+    height,
+    local_network,
+    one_network_at_a_time,
+    roots,
+    status,
+    wait_for,
+    wallet,
+)
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("processes")]
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(autouse=True)
+def _alone() -> Iterator[None]:
+    with one_network_at_a_time():
+        yield
 
 
 def _post(url: str, tx: SignedTx | bytes) -> httpx.Response:
