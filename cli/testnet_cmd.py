@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 DEFAULT_DIR = "./lockstep-testnet"
+DOWN_WAIT_S = 60.0
+"""How long ``down`` waits for the launcher to drain, check and stop its nodes."""
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -125,19 +127,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    """Ask the launcher to stop (it drains, checks and stops its nodes); stop the nodes
+    directly only if no launcher is running."""
     import os
     import signal
+    import time
 
     from lockstep.testnet.processes import STATE_FILE, Network
 
     out = Path(args.dir)
     state = out / STATE_FILE
-    if state.exists():
-        doc = json.loads(state.read_text())
-        launcher = doc.get("launcher_pid")
-        if launcher and launcher != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(launcher, signal.SIGTERM)  # the launcher stops its nodes cleanly
+    launcher = json.loads(state.read_text()).get("launcher_pid") if state.exists() else None
+    if launcher and launcher != os.getpid():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(launcher, signal.SIGTERM)
+            deadline = time.monotonic() + DOWN_WAIT_S
+            while time.monotonic() < deadline:
+                os.kill(launcher, 0)  # raises ProcessLookupError once it has exited
+                time.sleep(0.2)
     net = Network.from_dir(out)
     clean = net.stop_all()
     print(f"stopped {len(clean)} nodes in {out}")

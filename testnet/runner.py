@@ -219,6 +219,8 @@ async def run_testnet(
             with trio.CancelScope():
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(lg.run, client)
+                    stop = trio.Event()
+                    nursery.start_soon(_wait_for_stop_signal, stop, console)
                     if scenario is not None:
                         nursery.start_soon(scenario, net, lg, monitor)
                     deadline = started + duration_s if duration_s else float("inf")
@@ -232,7 +234,7 @@ async def run_testnet(
                         if live
                         else _NoLive() as view
                     ):
-                        while time.monotonic() < deadline:
+                        while time.monotonic() < deadline and not stop.is_set():
                             await monitor.poll(client)
                             view.update(
                                 render(monitor, lg, time.monotonic() - started, title), refresh=True
@@ -312,3 +314,13 @@ def _clear(out_dir: Path) -> None:
 def install_sigterm_as_interrupt() -> None:
     """``testnet down`` from another terminal sends SIGTERM: stop as on Ctrl-C."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+async def _wait_for_stop_signal(stop: trio.Event, console: Console) -> None:
+    """The first Ctrl-C (or SIGTERM from ``testnet down``) ends the run cleanly: the load stops,
+    the invariants are checked, the nodes stop, a summary is printed. A second one aborts."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            console.print("stopping: draining, checking invariants, stopping the nodes …")
+            stop.set()
+            return
