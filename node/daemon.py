@@ -109,6 +109,8 @@ EVENT_QUEUE = 100_000
 """Events waiting for the replica; a full queue drops peer messages (they are retried)."""
 RECENT_RESULTS = 100_000
 """Committed-transaction results kept for ``/v1/actions`` and ``wait=true``."""
+MAX_COALESCED_SUBMISSIONS = 1_024
+"""Single RPC submissions admitted together (and the queue bound before callers wait)."""
 EDGE_DEFERRED = frozenset({Reason.ORDER_NOT_FOUND})
 """Refusals the edge leaves to the block: a cancel may name an order that is still pending."""
 MEMPOOL_SYNC_INTERVAL_S = 0.5
@@ -209,6 +211,9 @@ class Node:
         self._timers_changed = trio.Event()
         self._decoded: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
+        self._singles_send, self._singles_recv = trio.open_memory_channel[
+            tuple[bytes, list[Admission], trio.Event]
+        ](MAX_COALESCED_SUBMISSIONS)
         self._results: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
         """tx id → (status, height, index in block, reason, action index), compact: recent
         outcomes for the RPC and for recognising included transactions."""
@@ -249,6 +254,7 @@ class Node:
                 nursery.start_soon(self._consensus_loop)
                 nursery.start_soon(self._replay_journal)
                 nursery.start_soon(self._mempool_sync_loop)
+                nursery.start_soon(self._admission_loop)
                 self.rpc_port = await nursery.start(self._serve_rpc)
                 if self.cfg.metrics.enabled:
                     self.metrics_port = await nursery.start(self._serve_metrics)
@@ -723,7 +729,28 @@ class Node:
     # ================================================================== RPC (NodeApi)
 
     async def submit(self, raw: bytes) -> Admission:
-        return (await self.submit_many([raw]))[0]
+        """One action from the RPC. Concurrent single submissions are coalesced by the
+        admission task into one ``submit_many`` (one worker call for the stateful rules, one
+        journal flush), so a thousand clients posting one order each cost what one batch of a
+        thousand does."""
+        slot: list[Admission] = []
+        done = trio.Event()
+        await self._singles_send.send((raw, slot, done))
+        await done.wait()
+        return slot[0]
+
+    async def _admission_loop(self) -> None:
+        async for first in self._singles_recv:
+            batch = [first]
+            while len(batch) < MAX_COALESCED_SUBMISSIONS:
+                try:
+                    batch.append(self._singles_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            answers = await self.submit_many([raw for raw, _, _ in batch])
+            for (_, slot, done), answer in zip(batch, answers, strict=True):
+                slot.append(answer)
+                done.set()
 
     async def submit_many(self, raws: list[bytes]) -> list[Admission]:
         """Admit transactions from the RPC: signature and static rules here, the stateful

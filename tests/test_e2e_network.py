@@ -11,6 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from lockstep.consensus.actions import (
+    Batch,
+    Cancel,
+    CancelOrder,
     MarketPrice,
     OraclePrice,
     Order,
@@ -23,7 +26,7 @@ from lockstep.consensus.actions import (
 )
 from lockstep.consensus.crypto import Signer
 from lockstep.node.keys import load_wallet
-from lockstep.node.mempool_rules import INSURANCE_FUND
+from lockstep.node.mempool_rules import INSURANCE_FUND, MAX_OPEN_ORDERS_PER_ACCOUNT
 
 from .localnet import (
     height,
@@ -347,6 +350,54 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
             assert r.status_code in (400, 422) and r.json()["error"] == reason, (reason, r.text)
         r = _post(urls[1], b"\x83\x14garbage")
         assert r.status_code == 400 and r.json()["error"] == "MALFORMED"
+
+        # A batch naming one client id twice is refused whole; a cancel of an order that does
+        # not exist is accepted at the edge (the order could be pending) and refused in the block.
+        dup = Batch(
+            trader.public_key,
+            time.time_ns(),
+            h + 50,
+            (_with(good, client_id=9), _with(good, client_id=9)),
+        )
+        r = _post(urls[0], dup.sign(trader, chain_id))
+        assert r.status_code == 422 and r.json()["error"] == "BATCH_DUPLICATE_CLIENT_ID", r.text
+        ghost = Cancel(trader.public_key, time.time_ns(), h + 50, CancelOrder(0, 424242))
+        r = httpx.post(
+            urls[0] + "/v1/actions?wait=true",
+            content=ghost.sign(trader, chain_id).encode(),
+            headers={"content-type": "application/cbor"},
+            timeout=20,
+        )
+        assert (
+            r.json()["status"] == "rejected" and r.json()["result"]["reason"] == "ORDER_NOT_FOUND"
+        )
+        # An account may rest at most MAX_OPEN_ORDERS_PER_ACCOUNT orders.
+        maker = load_wallet(w[3])
+        resting = len(wallet("orders", "--file", str(w[3]), "--rpc", urls[0])["open_orders"])
+        cid = 10_000
+        while resting < MAX_OPEN_ORDERS_PER_ACCOUNT:
+            n = min(64, MAX_OPEN_ORDERS_PER_ACCOUNT - resting)
+            legs = tuple(
+                _with(good, price=500_000 - k, size=1, client_id=cid + k) for k in range(n)
+            )
+            cid += n
+            batch = Batch(maker.public_key, time.time_ns(), height(urls[0]) + 50, legs)
+            r = httpx.post(
+                urls[0] + "/v1/actions?wait=true",
+                content=batch.sign(maker, chain_id).encode(),
+                headers={"content-type": "application/cbor"},
+                timeout=20,
+            )
+            assert r.json()["result"]["reason"] == "OK", r.text
+            resting += n
+        one_more = Order(
+            maker.public_key,
+            time.time_ns(),
+            height(urls[0]) + 50,
+            _with(good, price=490_000, size=1, client_id=cid),
+        )
+        r = _post(urls[0], one_more.sign(maker, chain_id))
+        assert r.status_code == 422 and r.json()["error"] == "TOO_MANY_OPEN_ORDERS", r.text
 
         # ---- kill the sequencer: the next commit comes within two view timeouts ----------
         seq = int(status(urls[0])["sequencer"])
