@@ -58,6 +58,7 @@ from lockstep.consensus.messages import Block, Proposal, QuorumCert, Timeout, Vo
 from lockstep.consensus.replica import Replica
 from lockstep.consensus.safety_rules import SafetyState
 from lockstep.consensus.sync import (
+    MAX_SYNC_BLOCKS,
     BlockRequest,
     BlockResponse,
     CommittedBlock,
@@ -211,6 +212,7 @@ class Node:
         self._timers_changed = trio.Event()
         self._decoded: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
         self._singles_send, self._singles_recv = trio.open_memory_channel[
             tuple[bytes, list[Admission], trio.Event]
         ](MAX_COALESCED_SUBMISSIONS)
@@ -247,6 +249,7 @@ class Node:
                 validator=self._validate_gossip,
             )
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 self.p2p_port = await nursery.start(self.host.run)
                 nursery.start_soon(self._inbound_loop)
                 nursery.start_soon(self._committer_loop)
@@ -448,7 +451,7 @@ class Node:
                 if eff.to == self.index:
                     self._post(MessageReceived(self.index, eff.message, now_ms()))
                 elif host is not None:
-                    host.send(self.validator_keys[eff.to], Kind.DIRECT, eff.message.encode())
+                    self._send_direct(self.validator_keys[eff.to], eff.message)
             elif isinstance(eff, Broadcast):
                 if host is not None:
                     host.broadcast(Kind.CONSENSUS, eff.message.encode())
@@ -462,6 +465,22 @@ class Node:
                 self._commits_send.send_nowait(eff.committed)
             else:  # pragma: no cover - typed union
                 raise TypeError(f"unknown effect {eff!r}")
+
+    def _send_direct(self, peer: bytes, message: Any) -> None:
+        """Send one consensus message to one peer; one that cannot fit a frame is dropped with
+        a log line (the peer asks again, for less), never allowed to stop the node."""
+        assert self.host is not None
+        payload = message.encode()
+        try:
+            self.host.send(peer, Kind.DIRECT, payload)
+        except ValueError as e:
+            self.log.warning(
+                "direct_message_dropped",
+                peer=peer.hex()[:8],
+                kind=type(message).__name__,
+                bytes=len(payload),
+                reason=str(e),
+            )
 
     def _post(self, event: Event) -> None:
         try:
@@ -543,6 +562,11 @@ class Node:
                 try:
                     msg = self._decode_consensus(payload)
                 except CodecError:
+                    continue
+                if type(msg) is CommittedRequest and self._nursery is not None:
+                    # Served from the block store, which holds every committed block; the
+                    # replica keeps only the recent ones in memory.
+                    self._nursery.start_soon(self._serve_committed, peer, msg)
                     continue
                 self._post(MessageReceived(sender, msg, now_ms()))
             if txs:
@@ -738,6 +762,24 @@ class Node:
         await self._singles_send.send((raw, slot, done))
         await done.wait()
         return slot[0]
+
+    async def _serve_committed(self, peer: bytes, req: CommittedRequest) -> None:
+        """Answer a far-behind peer with committed blocks and their QCs, oldest first."""
+        store, host = self.block_store, self.host
+        assert store is not None and host is not None
+        want = min(req.max_blocks, MAX_SYNC_BLOCKS)
+        first = max(1, req.from_height)
+        rows = await self.worker.run(store.range, first, first + want - 1)
+        out: list[CommittedBlock] = []
+        size = 0
+        for row in rows:
+            size += len(row.block) + len(row.certificate)
+            if out and size > limits.MAX_MESSAGE_BYTES - 64 * 1024:  # one DIRECT frame
+                break
+            block = decode(row.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+            qc = decode(row.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
+            out.append(CommittedBlock(block, qc))
+        self._send_direct(peer, CommittedResponse(tuple(out)))
 
     async def _admission_loop(self) -> None:
         async for first in self._singles_recv:
