@@ -74,6 +74,16 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from lockstep.consensus.genesis import default_timing
 
     table = scenarios(default_timing().view_timeout_ms / 1000, seed=args.seed)
+    if args.scenario == "lossy-network":
+        from lockstep.testnet.chaos import netem_available
+
+        if not netem_available():
+            print(
+                "lossy-network needs root, `tc` and a kernel with the netem qdisc; this "
+                "machine has not all of them",
+                file=sys.stderr,
+            )
+            return 2
     if args.scenario not in table:
         print(f"unknown scenario {args.scenario!r}; one of {', '.join(table)}", file=sys.stderr)
         return 2
@@ -167,7 +177,7 @@ def register_actions(tsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     chaos.add_argument(
         "--scenario",
         default="kill-sequencer",
-        help="kill-random, kill-sequencer, freeze or rolling-restart",
+        help="kill-random, kill-sequencer, freeze, rolling-restart or lossy-network (root)",
     )
     chaos.add_argument("--duration", type=float, default=60.0, help="seconds of chaos")
     chaos.add_argument("--nodes", type=int, default=4)

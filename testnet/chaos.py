@@ -1,6 +1,9 @@
 """Chaos scenarios: real faults, injected with real signals, while the load keeps flowing.
 
-Each scenario is ``async (network, load generator, monitor) -> None``. It records, per fault,
+Each scenario is ``async (network, load generator, monitor) -> None``. ``lossy-network`` puts
+latency, jitter and loss on every link with Linux ``tc netem`` on loopback (root only);
+partitions between single processes would need a network namespace per node and are not
+built yet. It records, per fault,
 how long the network went without a commit after the fault (``monitor.fault_gaps``), and the
 bound it must meet (``monitor.gap_bound_s``): two view timeouts, plus the monitor's polling
 interval, plus — when the fault is a restart — the time a process needs to start.
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -149,9 +154,59 @@ def scenarios(view_timeout_s: float, seed: int = 7) -> dict[str, Scenario]:
                 net.write_state()
                 await trio.sleep(3)
 
+    async def lossy_network(net: Network, lg: LoadGenerator, monitor: Monitor) -> None:
+        """Latency, jitter and packet loss on loopback (Linux ``tc netem``; needs root)."""
+        _bound(monitor, view_timeout_s)
+        await trio.sleep(4)
+        try:
+            while True:
+                async with httpx.AsyncClient() as client:
+                    before = await _max_height(net, lg, client)
+                t = time.monotonic()
+                await trio.to_thread.run_sync(netem, NETEM_IMPAIRMENT)
+                await _record_gap(
+                    net, lg, monitor, f"netem {' '.join(NETEM_IMPAIRMENT)}", t, before
+                )
+                await trio.sleep(8)
+                await trio.to_thread.run_sync(netem, None)
+                await trio.sleep(5)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(netem, None)
+
     return {
         "kill-random": kill_random,
         "kill-sequencer": kill_sequencer,
         "freeze": freeze,
         "rolling-restart": rolling_restart,
+        "lossy-network": lossy_network,
     }
+
+
+NETEM_IMPAIRMENT = ("delay", "20ms", "10ms", "loss", "2%")
+"""Applied to loopback for the whole network: every link gets ~20±10 ms and 2% loss."""
+
+
+def netem_available() -> bool:
+    """Root, ``tc``, and a kernel with the netem qdisc (probed by adding a no-op one)."""
+    import os
+    import shutil
+
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("tc") is None:
+        return False
+    probe = subprocess.run(
+        ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"], capture_output=True
+    )
+    subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
+    return probe.returncode == 0
+
+
+def netem(impairment: tuple[str, ...] | None) -> None:
+    """Set (or, with None, clear) a netem qdisc on ``lo``."""
+    subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
+    if impairment:
+        subprocess.run(
+            ["tc", "qdisc", "add", "dev", "lo", "root", "netem", *impairment],
+            check=True,
+            capture_output=True,
+        )
