@@ -276,9 +276,13 @@ async def _drain_and_check(
     monitor: Monitor,
     console: Console,
 ) -> Report:
-    for n in net.nodes:
+    for i, n in enumerate(net.nodes):
         if n.frozen:
             n.thaw()
+        if i in lg.down and n.alive():
+            # A fault was under way when the run ended (e.g. a SIGTERM sent, the process still
+            # shutting down): let it finish, then bring the node back.
+            await trio.to_thread.run_sync(n.stop)
         if not n.alive():
             n.start()
     await trio.to_thread.run_sync(net.wait_ready, 60.0)
