@@ -217,7 +217,20 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
                 ]
             )
             assert reason in err, (reason, err)
-        place(w[3], 0, "--side", "buy", "--type", "limit", "--size", "100", "--price", "50000")
+        # Margin at the edge counts resting orders, so the first must be in a block first.
+        place(
+            w[3],
+            0,
+            "--side",
+            "buy",
+            "--type",
+            "limit",
+            "--size",
+            "100",
+            "--price",
+            "50000",
+            "--wait",
+        )
         err = _refusal(
             [
                 "place",
