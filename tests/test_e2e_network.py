@@ -140,6 +140,21 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
         assert wallet("orders", "--file", str(w[0]), "--rpc", urls[1], *common)["open_orders"] == []
 
         # ---- refusals through the wallet, each with its reason code --------------------------
+        def refused_place(wallet_file: Path, *extra: str) -> str:
+            return _refusal(
+                [
+                    "place",
+                    "--file",
+                    str(wallet_file),
+                    "--rpc",
+                    urls[0],
+                    *common,
+                    "--market",
+                    "BTC-PERP",
+                    *extra,
+                ]
+            )
+
         place(
             w[0],
             0,
@@ -203,19 +218,7 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
             ],
         }
         for reason, extra in cases.items():
-            err = _refusal(
-                [
-                    "place",
-                    "--file",
-                    str(w[2]),
-                    "--rpc",
-                    urls[0],
-                    *common,
-                    "--market",
-                    "BTC-PERP",
-                    *extra,
-                ]
-            )
+            err = refused_place(w[2], *extra)
             assert reason in err, (reason, err)
         # Margin at the edge counts resting orders, so the first must be in a block first.
         place(
@@ -231,25 +234,8 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
             "50000",
             "--wait",
         )
-        err = _refusal(
-            [
-                "place",
-                "--file",
-                str(w[3]),
-                "--rpc",
-                urls[0],
-                *common,
-                "--market",
-                "BTC-PERP",
-                "--side",
-                "buy",
-                "--type",
-                "limit",
-                "--size",
-                "100",
-                "--price",
-                "50000",
-            ]
+        err = refused_place(
+            w[3], "--side", "buy", "--type", "limit", "--size", "100", "--price", "50000"
         )
         assert "INSUFFICIENT_MARGIN" in err
         place(
@@ -267,50 +253,24 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
             "77",
             "--wait",
         )
-        err = _refusal(
-            [
-                "place",
-                "--file",
-                str(w[2]),
-                "--rpc",
-                urls[0],
-                *common,
-                "--market",
-                "BTC-PERP",
-                "--side",
-                "buy",
-                "--type",
-                "limit",
-                "--size",
-                "0.1",
-                "--price",
-                "59001",
-                "--client-id",
-                "77",
-            ]
+        err = refused_place(
+            w[2],
+            "--side",
+            "buy",
+            "--type",
+            "limit",
+            "--size",
+            "0.1",
+            "--price",
+            "59001",
+            "--client-id",
+            "77",
         )
         assert "DUPLICATE_CLIENT_ID" in err
         fresh = tmp_path / "unfunded.json"
         wallet("new", "--insecure", "--file", str(fresh))
-        err = _refusal(
-            [
-                "place",
-                "--file",
-                str(fresh),
-                "--rpc",
-                urls[0],
-                *common,
-                "--market",
-                "BTC-PERP",
-                "--side",
-                "buy",
-                "--type",
-                "limit",
-                "--size",
-                "0.1",
-                "--price",
-                "59000",
-            ]
+        err = refused_place(
+            fresh, "--side", "buy", "--type", "limit", "--size", "0.1", "--price", "59000"
         )
         assert "UNKNOWN_ACCOUNT" in err
         err = _refusal(
