@@ -636,14 +636,19 @@ class Replica:
     # -- proposing -------------------------------------------------------------------------
 
     def _busy(self, tip: TreeNode) -> bool:
-        """Transactions wait, or a certified block with transactions still needs its 2-chain."""
+        """Transactions wait, or a block with transactions is not yet known committed by all.
+
+        The leader itself commits a block as soon as it certifies the child; the other
+        replicas learn it only from the next proposal's QC, so the block after the commit is
+        still due at the busy pace (else every commit would reach them an idle interval late).
+        """
         if self.txs_pending:
             return True
-        for node in self.tree.walk_down(tip, 0):
-            if node.committed:
-                return False
+        for depth, node in enumerate(self.tree.walk_down(tip, 0)):
             if node.block is not None and node.block.txs:
                 return True
+            if node.committed and depth >= 1:
+                return False
         return False
 
     def _try_propose(self) -> None:
