@@ -8,9 +8,10 @@ Prints, from one run on this machine:
   * latency at half the peak rate (goals p50 ≤ 100 ms, p99 ≤ 500 ms);
   * the gap in commits after the sequencer is SIGKILLed, in view timeouts (goal ≤ 2);
   * the catch-up speed of a restarted node beside the live block rate (goal ≥ 10×);
-  * RSS per node.
+  * RSS per node; with ``--soak N``, RSS again after N more actions at half the peak rate
+    (goal ≤ 200 MB after a million: ``--soak 1000000``, about ten minutes).
 
-    python bench/testnet.py [--rates 500 1000 2000 4000] [--seconds 8]
+    python bench/testnet.py [--rates 500 1000 2000 4000] [--seconds 8] [--soak N]
 
 Orders are signed before each load step (signing is not what is measured), and submitted in
 batches of 100 through the real RPC of every node in turn; commit times come from polling the
@@ -35,7 +36,15 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, TimeInForce
+from lockstep.consensus.actions import (
+    Cancel,
+    CancelAll,
+    Order,
+    OrderType,
+    PlaceOrder,
+    Side,
+    TimeInForce,
+)
 from lockstep.consensus.crypto import Signer
 from lockstep.node.keys import load_wallet
 from lockstep.testnet.generate import generate_network
@@ -44,6 +53,8 @@ from lockstep.testnet.processes import Network
 from tests.localnet import free_base_port
 
 BATCH = 100
+CANCEL_EVERY = 20
+SOAK_CHUNK = 50_000
 TRADERS = 64
 VIEW_TIMEOUT_S = 1.0
 
@@ -72,6 +83,30 @@ def sign_orders(traders: list[Signer], chain_id: bytes, count: int, expiry: int)
         px = 600_000 + rng.randint(-30, 30)
         place = PlaceOrder(0, side, OrderType.LIMIT, TimeInForce.GTC, False, px, 1, nonce)
         out.append(Order(t.public_key, nonce, expiry, place).sign(t, chain_id).encode().hex())
+    return out
+
+
+def sign_flow(traders: list[Signer], chain_id: bytes, count: int, expiry: int) -> list[str]:
+    """Orders as ``sign_orders``, but each trader cancels all its orders every
+    ``CANCEL_EVERY`` actions, as a market maker re-quoting does: the book stays bounded, so a
+    long run measures the node and not an ever-growing book."""
+    rng = random.Random(count)
+    out = []
+    nonce = time.time_ns()
+    sent = dict.fromkeys(range(len(traders)), 0)
+    for _ in range(count):
+        k = rng.randrange(len(traders))
+        t = traders[k]
+        nonce += 1
+        sent[k] += 1
+        if sent[k] % CANCEL_EVERY == 0:
+            tx = Cancel(t.public_key, nonce, expiry, CancelAll(0))
+        else:
+            side = rng.choice((Side.BUY, Side.SELL))
+            px = 600_000 + rng.randint(-30, 30)
+            place = PlaceOrder(0, side, OrderType.LIMIT, TimeInForce.GTC, False, px, 1, nonce)
+            tx = Order(t.public_key, nonce, expiry, place)
+        out.append(tx.sign(t, chain_id).encode().hex())
     return out
 
 
@@ -150,6 +185,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 2000, 4000])
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds per load step")
+    ap.add_argument(
+        "--soak", type=int, default=0, help="then this many more actions, for RSS (0: skip)"
+    )
     args = ap.parse_args()
 
     verify_rate = ed25519_verifies_per_s()
@@ -224,9 +262,30 @@ def main() -> None:
             f"blocks/s (ratio {catch / max(live_rate, 1e-9):.0f}×, goal ≥ 10×)"
         )
         print("RSS per node: " + ", ".join(f"{n.name} {rss_mb(n.pid):.0f} MB" for n in net.nodes))
+        if args.soak:
+            soak(net, traders, g.chain_id, args.soak, half)
     finally:
         net.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def soak(net: Network, traders: list[Signer], chain_id: bytes, total: int, rate: float) -> None:
+    """``total`` more actions at ``rate``, in chunks signed as they go; RSS after each."""
+    urls = [n.rpc_url for n in net.nodes]
+    done = committed = 0
+    t0 = time.monotonic()
+    while done < total:
+        n = min(SOAK_CHUNK, total - done)
+        txs = sign_flow(traders, chain_id, n, height(urls[0]) + 900)
+        r = trio.run(load_step, urls, txs, rate)
+        done += n
+        committed += r["committed"]
+        rss = ", ".join(f"{rss_mb(x.pid):.0f}" for x in net.nodes)
+        print(
+            f"soak: {done:,} actions ({committed:,} committed) in {time.monotonic() - t0:,.0f} s;"
+            f" p50 {r['p50_ms']:.0f} ms; RSS per node {rss} MB (goal ≤ 200 after 1,000,000)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,22 @@ from dataclasses import dataclass, field
 
 from .messages import Block, QuorumCert
 
-__all__ = ["RETAIN_COMMITTED_BLOCKS", "BlockTree", "ConflictingCommit", "TreeNode"]
+__all__ = [
+    "RETAIN_COMMITTED_BLOCKS",
+    "RETAIN_FULL_BLOCKS",
+    "BlockTree",
+    "ConflictingCommit",
+    "TreeNode",
+]
 
 RETAIN_COMMITTED_BLOCKS = 4_096
 """Committed blocks kept in memory to serve sync and elect leaders (at least four epochs are
 always kept, whatever this says); older ones live in the node's block store."""
+RETAIN_FULL_BLOCKS = 64
+"""Of those, the newest committed blocks that keep their transactions (to serve peers that
+fetch by hash; a peer further behind than a sync response asks for committed blocks, which
+the node serves from its block store). Older ones keep only the numbers the election needs:
+a full block can be megabytes, the numbers are a few dozen bytes."""
 
 
 class ConflictingCommit(AssertionError):
@@ -43,7 +54,8 @@ class ConflictingCommit(AssertionError):
 class TreeNode:
     hash: bytes
     block: Block | None
-    """None only for the genesis anchor."""
+    """None for the genesis anchor, and for committed blocks older than the tree's full window
+    (their hash, view, gaps and tickets stay; the block itself is in the node's block store)."""
     height: int
     view: int
     parent: bytes | None
@@ -58,7 +70,12 @@ class TreeNode:
 
 class BlockTree:
     def __init__(
-        self, genesis_hash: bytes, genesis_qc: QuorumCert, genesis_time_ms: int, epoch_views: int
+        self,
+        genesis_hash: bytes,
+        genesis_qc: QuorumCert,
+        genesis_time_ms: int,
+        epoch_views: int,
+        retain_full: int = RETAIN_FULL_BLOCKS,
     ) -> None:
         self.epoch_views = epoch_views
         root = TreeNode(
@@ -71,6 +88,8 @@ class BlockTree:
         self.uncommitted: set[bytes] = set()
         self.retain = max(RETAIN_COMMITTED_BLOCKS, 4 * epoch_views)
         self._committed_order: collections.deque[bytes] = collections.deque()
+        self.retain_full = retain_full
+        self._full: collections.deque[TreeNode] = collections.deque()
         self.history_starts_at: TreeNode = root
         """The oldest block whose ancestors are known (genesis unless restarted mid-chain)."""
 
@@ -190,6 +209,10 @@ class BlockTree:
             n.committed = True
             self.uncommitted.discard(n.hash)
             self._committed_order.append(n.hash)
+            self._full.append(n)
+        # The blocks just committed are handed to the caller whole, so keep at least those.
+        while len(self._full) > max(self.retain_full, len(chain)):
+            self._full.popleft().block = None
         while len(self._committed_order) > self.retain:
             old = self.nodes.pop(self._committed_order.popleft())
             self.children.pop(old.hash, None)

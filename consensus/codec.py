@@ -348,18 +348,26 @@ class Struct:
 
 _REGISTRY: dict[int, type[Struct]] = {}
 
-ENCODING_CACHE_ENTRIES = 256
-"""Objects whose encoding is remembered (a few views' worth of blocks)."""
+ENCODING_CACHE_BYTES = 4 * 1024 * 1024
+"""Encodings remembered, in bytes: a few views' worth of blocks (a block is hashed, signed and
+stored within a few views of being built or received). Bounded in bytes, not entries: each
+entry keeps its decoded block alive too, several times the size of its bytes."""
 _ENCODINGS: OrderedDict[int, tuple[Struct, bytes]] = OrderedDict()
+_encodings_bytes = 0
 
 
 def remember_encoding(obj: Struct, raw: bytes) -> None:
     """Remember ``raw`` as the canonical encoding of ``obj`` (the caller guarantees it: e.g. the
     bytes it was just strictly decoded from). Keyed by identity; the entry keeps ``obj`` alive,
     so an id is never reused while it is cached."""
+    global _encodings_bytes
+    old = _ENCODINGS.pop(id(obj), None)
+    if old is not None:
+        _encodings_bytes -= len(old[1])
     _ENCODINGS[id(obj)] = (obj, raw)
-    if len(_ENCODINGS) > ENCODING_CACHE_ENTRIES:
-        _ENCODINGS.popitem(last=False)
+    _encodings_bytes += len(raw)
+    while _encodings_bytes > ENCODING_CACHE_BYTES and len(_ENCODINGS) > 1:
+        _encodings_bytes -= len(_ENCODINGS.popitem(last=False)[1][1])
 
 
 S = TypeVar("S", bound=type[Struct])

@@ -17,14 +17,12 @@ anything; callers drop the message (it is always the sender's fault).
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nacl.bindings
 import nacl.exceptions
 
-from .codec import Struct
 from .crypto import (
     DOMAIN_BLOCK,
     DOMAIN_PROPOSAL,
@@ -150,31 +148,6 @@ class CachingVerifier(Verifier):
         return out
 
 
-# --------------------------------------------------------------------------- encoding memo
-
-_ENCODED: collections.OrderedDict[int, tuple[Struct, bytes]] = collections.OrderedDict()
-ENCODED_CACHE_ENTRIES = 256
-"""Recently encoded objects (blocks are encoded to hash, to size-check and to verify)."""
-
-
-def encoded(obj: Struct) -> bytes:
-    """``obj.encode()``, memoised by object identity for the last few objects.
-
-    Sound because wire objects are immutable and the cache holds a reference to each object it
-    keys, so an identity cannot be reused while its entry lives.
-    """
-    key = id(obj)
-    hit = _ENCODED.get(key)
-    if hit is not None and hit[0] is obj:
-        _ENCODED.move_to_end(key)
-        return hit[1]
-    data = obj.encode()
-    _ENCODED[key] = (obj, data)
-    if len(_ENCODED) > ENCODED_CACHE_ENTRIES:
-        _ENCODED.popitem(last=False)
-    return data
-
-
 # --------------------------------------------------------------------------- genesis anchor
 
 
@@ -274,7 +247,7 @@ class ValidatorSet:
     def verify_proposal_signature(self, proposal: Proposal) -> None:
         block = proposal.block
         self._check_sig(
-            block.proposer, proposal.signature, DOMAIN_PROPOSAL, encoded(block), "proposal"
+            block.proposer, proposal.signature, DOMAIN_PROPOSAL, block.encode(), "proposal"
         )
 
     # -- certificates ---------------------------------------------------------------------

@@ -43,7 +43,7 @@ from .events import Event, MessageReceived, Start, TimerFired, TimerKind, Transa
 from .genesis import Genesis
 from .messages import Block, Proposal, QuorumCert, Timeout, TimeoutCert, Vote, VoteData, VrfTicket
 from .pacemaker import MAX_FUTURE_VIEWS, Pacemaker
-from .quorum import CertificateError, ValidatorSet, Verifier, encoded, genesis_block_hash
+from .quorum import CertificateError, ValidatorSet, Verifier, genesis_block_hash
 from .safety_rules import NotSafe, SafetyRules, SafetyState
 from .sync import (
     MAX_FETCH_ATTEMPTS,
@@ -503,7 +503,7 @@ class Replica:
         self._maybe_catch_up(p.block.justify.height, sender)
 
     def _hash(self, block: Block) -> bytes:
-        return sha256(signing_bytes(DOMAIN_BLOCK, self.chain_id, encoded(block)))
+        return sha256(signing_bytes(DOMAIN_BLOCK, self.chain_id, block.encode()))
 
     def _check_block(self, b: Block, h: bytes, parent: TreeNode) -> str | None:
         """Rules a block must meet to be stored; None if it meets them, else the reason."""
@@ -513,7 +513,7 @@ class Replica:
             return "justify QC does not match the parent"
         if b.timestamp_ms < parent.timestamp_ms:
             return "timestamp before the parent's"
-        if len(encoded(b)) > limits.MAX_BLOCK_BYTES:
+        if len(b.encode()) > limits.MAX_BLOCK_BYTES:
             return "block too large"
         try:
             leader = self.election.leader(b.view, parent)
@@ -698,11 +698,11 @@ class Replica:
             txs=txs,
             tickets=self._tickets_or_none(view, tip),
         )
-        while len(encoded(block)) > limits.MAX_BLOCK_BYTES and block.txs:
+        while len(block.encode()) > limits.MAX_BLOCK_BYTES and block.txs:
             # The node over-filled the block: keep the longest prefix that fits (the order is
             # the node's, so a prefix is still a valid ordering of its choice).
             block = dataclasses.replace(block, txs=block.txs[: len(block.txs) * 3 // 4])
-        signature = self._signer.sign(DOMAIN_PROPOSAL, self.chain_id, encoded(block))
+        signature = self._signer.sign(DOMAIN_PROPOSAL, self.chain_id, block.encode())
         proposal = Proposal(block, tc, signature)
         self.proposed_view = view
         self.last_proposal_ms = self._now
@@ -867,9 +867,9 @@ class Replica:
             chain.append(node)
             node = self.tree.get(node.parent) if node.parent is not None else None
         for n in reversed(chain):
-            if len(out) >= min(req.max_blocks, MAX_SYNC_BLOCKS):
-                break
-            assert n.block is not None and n.qc is not None
+            if len(out) >= min(req.max_blocks, MAX_SYNC_BLOCKS) or n.block is None:
+                break  # a full response, or a block older than the tree's full window
+            assert n.qc is not None
             out.append(CommittedBlock(n.block, n.qc))
         self._out.append(Send(sender, CommittedResponse(tuple(out))))
 

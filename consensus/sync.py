@@ -19,6 +19,7 @@ after ``SYNC_RETRY_MS`` on another peer, and bounds how many fetches are in flig
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .codec import U16, U64, Bytes, ListOf, OneOf, Optional, Struct, field, validate_fields, wire
@@ -165,3 +166,17 @@ class Fetcher:
         if not self.pending:
             return None
         return min(sent for _, sent, _ in self.pending.values()) + self.retry_ms
+
+
+def committed_from_store(
+    stored: Sequence[CommittedBlock], req: CommittedRequest
+) -> CommittedResponse:
+    """The answer to ``req`` from a node's block store, where ``stored[h - 1]`` is height h.
+
+    A node answers committed-block requests from its store, not from its replica (the replica
+    keeps only recent blocks whole), so a peer any distance behind can catch up. The daemon
+    does this against SQLite; the simulator and tests, against the commits they recorded."""
+    first = max(1, req.from_height)
+    out = tuple(stored[first - 1 : first - 1 + min(req.max_blocks, MAX_SYNC_BLOCKS)])
+    assert not out or out[0].block.height == first, "stored commits are not indexed by height"
+    return CommittedResponse(out)

@@ -108,10 +108,19 @@ CONSENSUS_MESSAGES = (
 MAX_CONSENSUS_MESSAGE_BYTES = MAX_SYNC_RESPONSE_BYTES
 EVENT_QUEUE = 100_000
 """Events waiting for the replica; a full queue drops peer messages (they are retried)."""
-RECENT_RESULTS = 100_000
-"""Committed-transaction results kept for ``/v1/actions`` and ``wait=true``."""
+RECENT_RESULTS = 20_000
+"""Transaction results kept in memory for ``/v1/actions`` and ``wait=true`` (a few seconds at
+full load); older committed and rejected ones are read from the ledger."""
+EXPIRED_RESULTS = 100_000
+"""Expirations are in no block, so the node remembers them on their own, for longer (they are
+rare: an action expires only when no sequencer included it in time)."""
+RECENT_FILLS = 10_000
+"""Fills held for ``wait=true`` callers between the commit and their wake-up."""
 MAX_COALESCED_SUBMISSIONS = 1_024
 """Single RPC submissions admitted together (and the queue bound before callers wait)."""
+DECODED_AHEAD = 1_024
+"""Consensus messages decoded by the gossip validator and not yet taken by the consensus loop
+(a bound for messages the loop never takes; a proposal can be megabytes)."""
 EDGE_DEFERRED = frozenset({Reason.ORDER_NOT_FOUND})
 """Refusals the edge leaves to the block: a cancel may name an order that is still pending."""
 MEMPOOL_SYNC_INTERVAL_S = 0.5
@@ -219,7 +228,8 @@ class Node:
         self._results: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
         """tx id → (status, height, index in block, reason, action index), compact: recent
         outcomes for the RPC and for recognising included transactions."""
-        self._fills: dict[bytes, list[dict[str, Any]]] = {}
+        self._fills: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
+        self._expirations: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
         """Fills of committed transactions someone is waiting for (wait=true), until read."""
         self._arrivals: dict[bytes, float] = {}
         self._snapshots: dict[str, Any] = {}
@@ -524,7 +534,7 @@ class Node:
         if type(msg) is Proposal:
             _remember_block_bytes(msg, payload)
         self._decoded[id(payload)] = (payload, msg)
-        while len(self._decoded) > 4096:
+        while len(self._decoded) > DECODED_AHEAD:
             self._decoded.popitem(last=False)
         return Verdict.ACCEPT
 
@@ -695,6 +705,8 @@ class Node:
             if waiter is not None:
                 self._fills[tx_id] = trades_by_taker.get(tx.body.signer, []) if ok else []
                 waiter.set()
+        while len(self._fills) > RECENT_FILLS:  # callers that timed out before the commit
+            self._fills.popitem(last=False)
         while len(self._results) > RECENT_RESULTS:
             self._results.popitem(last=False)
         self._snapshots.update(snapshots)
@@ -726,6 +738,9 @@ class Node:
         if tx_id in self._results:
             return
         self._results[tx_id] = (_EXPIRED, height, -1, int(Reason.EXPIRED), -1)
+        self._expirations[tx_id] = self._results[tx_id]
+        while len(self._expirations) > EXPIRED_RESULTS:
+            self._expirations.popitem(last=False)
         self._arrivals.pop(tx_id, None)
         waiter = self._waiters.pop(tx_id, None)
         if waiter is not None:
@@ -849,7 +864,7 @@ class Node:
         return self._result(tx_id, self._fills.pop(tx_id, []))
 
     def _result(self, tx_id: bytes, fills: list[dict[str, Any]] | None = None) -> dict | None:
-        r = self._results.get(tx_id)
+        r = self._results.get(tx_id) or self._expirations.get(tx_id)
         if r is None:
             return None
         status, height, index, reason, action = r

@@ -84,8 +84,8 @@ from .state_root import StateTree
 
 RECENT_TRADES_PER_MARKET = 1_000
 """Trades kept in memory per market for the RPC; older ones are read from SQLite."""
-RECENT_STATUS = 100_000
-"""Transaction outcomes kept in memory for the RPC (about 12 full blocks); older from SQLite."""
+RECENT_STATUS = 20_000
+"""Transaction outcomes kept in memory for the RPC (a few full blocks); older from SQLite."""
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -709,8 +709,9 @@ class Exchange:
                 allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
                 if allowed <= 0:
                     return Reason.REDUCE_ONLY_WOULD_INCREASE, i
-                if not self._reduce_ok(acct, a.market, a.side == BUY, a.price,
-                                       min(a.size, allowed)):
+                if not self._reduce_ok(
+                    acct, a.market, a.side == BUY, a.price, min(a.size, allowed)
+                ):
                     return Reason.INSUFFICIENT_MARGIN, i
                 continue
             is_buy = a.side == BUY
@@ -819,9 +820,7 @@ class Exchange:
 
     # ----------------------------------------------------------------------- money
 
-    def _check_transfer(
-        self, acct: AccountState, to: bytes, amount: int, withdraw: bool
-    ) -> Reason:
+    def _check_transfer(self, acct: AccountState, to: bytes, amount: int, withdraw: bool) -> Reason:
         """``amount ≤ min(collateral, equity − initial requirement)``; a transfer creating an
         account moves at least ``MIN_NEW_ACCOUNT_ATOMS``."""
         if not withdraw and to not in self.ledger.accounts and amount < MIN_NEW_ACCOUNT_ATOMS:

@@ -19,7 +19,13 @@ from lockstep.consensus.effects import (
 from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
 from lockstep.consensus.messages import Block, Proposal, QuorumCert, Timeout, Vote, VoteData
 from lockstep.consensus.replica import EmptyApplication, Replica
-from lockstep.consensus.sync import BlockRequest, BlockResponse, SyncInfo
+from lockstep.consensus.sync import (
+    BlockRequest,
+    BlockResponse,
+    CommittedRequest,
+    SyncInfo,
+    committed_from_store,
+)
 
 from .conftest import make_genesis, seed_of
 
@@ -40,6 +46,8 @@ class Cluster:
         self.timers: dict[tuple[int, TimerKind], tuple[int, int]] = {}
         self.log: dict[int, list[list[Any]]] = {i: [] for i in range(n)}
         self.commits: dict[int, list[bytes]] = {i: [] for i in range(n)}
+        self.stored: dict[int, list[Any]] = {i: [] for i in range(n)}
+        """Each node's block store: what it committed, in order (it serves far-behind peers)."""
         self.safety: dict[int, Any] = {}
         self.cut: set[int] = set()
         self.drop = lambda src, dst, msg: False
@@ -77,6 +85,7 @@ class Cluster:
                 self.safety[i] = e.state
             elif isinstance(e, Commit):
                 self.commits[i].append(e.committed.qc.block_hash)
+                self.stored[i].append(e.committed)
 
     def send(self, src: int, dst: int, msg: Any) -> None:
         if src in self.cut or dst in self.cut or self.drop(src, dst, msg):
@@ -96,6 +105,9 @@ class Cluster:
                 self.perform(i, r.handle(TimerFired(e.kind, e.view, at)))
             else:
                 if i in self.cut:
+                    continue
+                if isinstance(item[2], CommittedRequest):  # the node's store answers
+                    self.send(i, item[1], committed_from_store(self.stored[i], item[2]))
                     continue
                 self.perform(i, r.handle(MessageReceived(item[1], item[2], at)))
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockstep.consensus.crypto import DOMAIN_BLOCK, sha256, signing_bytes
-from lockstep.consensus.quorum import encoded
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class EventQueue:
 
 def block_hash(chain_id: bytes, block: Any) -> bytes:
     """A block's hash through the shared encoding memo (the simulator hashes every proposal)."""
-    return sha256(signing_bytes(DOMAIN_BLOCK, chain_id, encoded(block)))
+    return sha256(signing_bytes(DOMAIN_BLOCK, chain_id, block.encode()))
 
 
 class SimNetwork:

@@ -57,7 +57,7 @@ from lockstep.consensus.messages import Block, Proposal, Vote, VoteData, decode_
 from lockstep.consensus.quorum import CachingVerifier, ValidatorSet, Verifier, genesis_block_hash
 from lockstep.consensus.replica import Payload, Replica, ReplicaHalted
 from lockstep.consensus.safety_rules import SafetyState
-from lockstep.consensus.sync import CommittedBlock
+from lockstep.consensus.sync import CommittedBlock, CommittedRequest, committed_from_store
 from lockstep.consensus.vrf import vrf_keypair_from_seed
 
 from .byzantine import BEHAVIOURS, Behaviour, make_behaviour
@@ -646,6 +646,10 @@ class Simulation:
             if inst.replica is None:
                 return
             self.trace.append(f"{self.now:>6} i{inst_id} <- {sender} {_summary(msg)}")
+            if type(msg) is CommittedRequest and inst.honest:
+                # As the daemon does: the node's block store answers, not the replica.
+                self._transmit(inst, sender, committed_from_store(inst.committed, msg))
+                return
             effects = inst.replica.handle(MessageReceived(sender, msg, self.now))
             if inst.behaviour is not None:
                 effects = effects + inst.behaviour.incoming(sender, msg)
