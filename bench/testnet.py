@@ -21,6 +21,7 @@ committed blocks.
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import random
 import shutil
@@ -54,7 +55,8 @@ from tests.localnet import free_base_port
 
 BATCH = 100
 CANCEL_EVERY = 20
-SOAK_CHUNK = 50_000
+SOAK_CHUNK = 20_000
+"""Actions signed at a time: sent within their expiry (900 blocks) even at a slow rate."""
 TRADERS = 64
 VIEW_TIMEOUT_S = 1.0
 
@@ -110,6 +112,13 @@ def sign_flow(traders: list[Signer], chain_id: bytes, count: int, expiry: int) -
     return out
 
 
+def peers(url: str) -> int:
+    try:
+        return int(httpx.get(url + "/v1/status", timeout=2).json()["peers"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return 0
+
+
 def height(url: str) -> int:
     try:
         return int(httpx.get(url + "/v1/status", timeout=2).json()["height"])
@@ -120,16 +129,27 @@ def height(url: str) -> int:
 async def load_step(urls: list[str], txs: list[str], rate: float) -> dict[str, float]:
     """Offer ``txs`` at ``rate``/s; return finalized orders/s and latency percentiles."""
     submitted: dict[str, float] = {}
+    refused: collections.Counter[str] = collections.Counter()
     committed: dict[str, float] = {}
     start_h = height(urls[0])
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as client:
 
         async def post(batch: list[str], url: str) -> None:
             sent_at = time.monotonic()
-            r = await client.post(url + "/v1/actions/batch", json={"txs": batch}, timeout=60)
+            for attempt in range(3):  # a resubmission is harmless: "already pending"
+                try:
+                    r = await client.post(
+                        url + "/v1/actions/batch", json={"txs": batch}, timeout=60
+                    )
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
             for res in r.json()["results"]:
                 if res.get("status") == "accepted":
                     submitted[res["tx_id"]] = sent_at
+                else:
+                    refused[res.get("error", "?")] += 1
 
         async def watch(done: trio.Event) -> None:
             h = start_h + 1
@@ -168,6 +188,7 @@ async def load_step(urls: list[str], txs: list[str], rate: float) -> dict[str, f
         "sent_s": sent_s,
         "p50_ms": statistics.median(lat) if lat else float("nan"),
         "p99_ms": lat[min(len(lat) - 1, len(lat) * 99 // 100)] if lat else float("nan"),
+        "refused": dict(refused),
     }
 
 
@@ -250,16 +271,22 @@ def main() -> None:
         while height(urls[seq]) < 0 and time.monotonic() - t_start < 60:
             time.sleep(0.05)
         t_up = time.monotonic()
+        # Sync needs peers: time the catch-up from when the node has a quorum of them (the
+        # others had been backing off their dials to it while it was down).
+        while peers(urls[seq]) < len(urls) - 2 and time.monotonic() - t_up < 30:
+            time.sleep(0.02)
+        t_peers = time.monotonic()
         start_h = height(urls[seq])
         target = max(height(u) for u in others)
-        while height(urls[seq]) < target and time.monotonic() - t_up < 120:
+        while height(urls[seq]) < target and time.monotonic() - t_peers < 120:
             time.sleep(0.02)
-        took = max(1e-3, time.monotonic() - t_up)
+        took = max(1e-3, time.monotonic() - t_peers)
         catch = (target - start_h) / took
         print(
-            f"restarted node: process up in {t_up - t_start:.1f} s, then {target - start_h} "
-            f"blocks in {took:.2f} s = {catch:,.0f} blocks/s; live rate {live_rate:.1f} "
-            f"blocks/s (ratio {catch / max(live_rate, 1e-9):.0f}×, goal ≥ 10×)"
+            f"restarted node: process up in {t_up - t_start:.1f} s, peers in "
+            f"{t_peers - t_up:.1f} s more, then {target - start_h} blocks in {took:.2f} s = "
+            f"{catch:,.0f} blocks/s; live rate {live_rate:.1f} blocks/s "
+            f"(ratio {catch / max(live_rate, 1e-9):.0f}×, goal ≥ 10×)"
         )
         print("RSS per node: " + ", ".join(f"{n.name} {rss_mb(n.pid):.0f} MB" for n in net.nodes))
         if args.soak:
@@ -280,6 +307,11 @@ def soak(net: Network, traders: list[Signer], chain_id: bytes, total: int, rate:
         r = trio.run(load_step, urls, txs, rate)
         done += n
         committed += r["committed"]
+        if r["refused"] or r["committed"] < r["accepted"]:
+            print(
+                f"  accepted {r['accepted']:,}, committed {r['committed']:,} within 30 s of the "
+                f"last send; refused: {r['refused']}"
+            )
         rss = ", ".join(f"{rss_mb(x.pid):.0f}" for x in net.nodes)
         print(
             f"soak: {done:,} actions ({committed:,} committed) in {time.monotonic() - t0:,.0f} s;"

@@ -46,9 +46,11 @@ DEFAULT_RPC_CLIENT_BURST = 200
 """Token bucket per client address: a market maker re-quoting several times a second fits; a
 loop hammering the node does not."""
 
-DEFAULT_MEMPOOL_MAX_TXS = 100_000
+DEFAULT_MEMPOOL_MAX_TXS = 50_000
 DEFAULT_MEMPOOL_MAX_BYTES = 64 * 1024 * 1024
-"""About 12 full blocks of transactions held, in at most 64 MiB."""
+"""About six full blocks of transactions (tens of seconds of backlog at full load) in at most
+64 MiB of wire bytes. The count binds first: a held transaction is also kept decoded, about a
+kilobyte of memory each, so 50,000 of them are about 50 MB of the node's memory."""
 
 MAX_MEMPOOL_TXS = 10_000_000
 """Upper bound on ``mempool_max_txs`` so a typo (an extra zero or three) cannot exhaust memory."""
