@@ -31,7 +31,9 @@ Typical use by the node daemon::
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -66,6 +68,9 @@ from .sync import MAX_SYNC_RESPONSE_BYTES, RequestHandler, SyncEndpoint
 __all__ = ["Host", "HostConfig", "Inbound", "Verdict", "open_host"]
 
 log = structlog.get_logger("lockstep.net")
+
+TCP_RTO_MAX_MS_OPTION = 44
+"""Linux's ``TCP_RTO_MAX_MS`` socket option (kernel 6.15 and later; not yet in ``socket``)."""
 
 IWANT_SERVED_PER_HEARTBEAT = 2 * MAX_IWANT_IDS
 """Orders sent to one peer per heartbeat in answer to its IWANTs: two full requests, as
@@ -108,6 +113,12 @@ class HostConfig:
     wrote on it before switching are not lost; many round trips on any sane path."""
     dial_grace_s: float = 1.0
     """A node waits this long before dialling a peer with a smaller key (see peer_manager)."""
+    tcp_rto_max_ms: int | None = 1_000
+    """Cap on TCP's retransmission backoff per peer socket (None: the kernel's, 120 s). While
+    a path drops packets, TCP doubles its retransmission timeout each time, so after an outage
+    of a few seconds the queued frames — the timeouts every replica re-sends while stuck —
+    wait up to that long again once the path is back. 1 s, the default base view timeout, is
+    also the smallest cap Linux accepts; kernels without the option keep their own."""
     max_handshakes: int = 64
     """Concurrent unauthenticated connections: bounds what strangers can make us hold."""
     inbound_batches: int = 4096
@@ -298,6 +309,7 @@ class Host:
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         address = _peername(stream)
+        _cap_retransmission_backoff(stream, self.config.tcp_rto_max_ms)
         if self._handshake_slots.value == 0:
             log.warning("peer_refused", node=self.short, reason="too_many_handshakes", addr=address)
             await stream.aclose()
@@ -468,6 +480,7 @@ class Host:
         try:
             with trio.fail_after(self.config.connect_timeout_s):
                 stream = await trio.open_tcp_stream(host, port)
+            _cap_retransmission_backoff(stream, self.config.tcp_rto_max_ms)
         except (OSError, trio.TooSlowError) as e:
             log.debug(
                 "dial_failed",
@@ -702,6 +715,15 @@ class Host:
         log.warning(
             "send_queue_full", node=self.short, peer=conn.short, queue=queue, dropped=dropped
         )
+
+
+def _cap_retransmission_backoff(stream: trio.SocketStream, rto_max_ms: int | None) -> None:
+    """Set ``TCP_RTO_MAX_MS`` (see ``HostConfig.tcp_rto_max_ms``) where the kernel has it."""
+    if rto_max_ms is None:
+        return
+    # Not Linux ≥ 6.15 (ENOPROTOOPT): the kernel's own backoff applies.
+    with contextlib.suppress(OSError):
+        stream.setsockopt(socket.IPPROTO_TCP, TCP_RTO_MAX_MS_OPTION, rto_max_ms)
 
 
 def _peername(stream: trio.SocketStream) -> str:

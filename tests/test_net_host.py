@@ -12,6 +12,7 @@ from lockstep.consensus.crypto import Signer
 from lockstep.net.envelope import Ping
 from lockstep.net.framing import Kind
 from lockstep.net.gossip import Verdict
+from lockstep.net.host import TCP_RTO_MAX_MS_OPTION
 from lockstep.net.peer import QueueLimits
 from structlog.testing import capture_logs
 
@@ -424,4 +425,34 @@ async def test_orders_lost_on_a_silent_link_are_repaired_by_ihave() -> None:
         assert {m.payload for m in got} == {b"order-%d" % i for i in range(50)}
         assert {m.peer for m in got} == {b.key}  # all came back through B
         assert c.stats["iwant_sent"] >= 50 and b.stats["iwant_served"] >= 50
+        nursery.cancel_scope.cancel()
+
+
+def _kernel_caps_rto() -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, TCP_RTO_MAX_MS_OPTION, 1_000)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not _kernel_caps_rto(), reason="kernel without TCP_RTO_MAX_MS (Linux < 6.15)")
+async def test_peer_sockets_cap_tcp_retransmission_backoff() -> None:
+    """Both ends of a session (the dialler's and the acceptor's socket) cap TCP's backoff, so
+    frames queued during an outage go out within ``tcp_rto_max_ms`` of the path's return."""
+    import socket
+
+    g, s = net_genesis(2)
+    async with trio.open_nursery() as nursery:
+        hosts = [await start_host(nursery, g, k, seed=i) for i, k in enumerate(s)]
+        link_all(hosts)
+        await wait_mesh(hosts)
+        for h in hosts:
+            (conn,) = h._conns.values()
+            assert h.config.tcp_rto_max_ms == 1_000
+            rto_max = conn.stream.getsockopt(socket.IPPROTO_TCP, TCP_RTO_MAX_MS_OPTION)
+            assert rto_max == h.config.tcp_rto_max_ms
         nursery.cancel_scope.cancel()
