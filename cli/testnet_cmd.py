@@ -11,6 +11,8 @@ from pathlib import Path
 DEFAULT_DIR = "./lockstep-testnet"
 DOWN_WAIT_S = 60.0
 """How long ``down`` waits for the launcher to drain, check and stop its nodes."""
+NETNS_SCENARIOS = frozenset({"partition", "silent-partition"})
+"""Chaos scenarios that run the nodes in network namespaces (``testnet/netns.py``)."""
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -65,41 +67,57 @@ def _summary(console: object, result: object, as_json: bool) -> int:
 
 def cmd_chaos(args: argparse.Namespace) -> int:
     import trio
-    from lockstep.testnet.chaos import scenarios
+    from lockstep.consensus.genesis import default_timing
+    from lockstep.testnet import netns
+    from lockstep.testnet.chaos import netem_available, scenarios
     from lockstep.testnet.runner import install_sigterm_as_interrupt, run_testnet
     from rich.console import Console
 
-    console = Console()
-    install_sigterm_as_interrupt()
-    from lockstep.consensus.genesis import default_timing
-
     table = scenarios(default_timing().view_timeout_ms / 1000, seed=args.seed)
-    if args.scenario == "lossy-network":
-        from lockstep.testnet.chaos import netem_available
-
-        if not netem_available():
-            print(
-                "lossy-network needs root, `tc` and a kernel with the netem qdisc; this "
-                "machine has not all of them",
-                file=sys.stderr,
-            )
-            return 2
     if args.scenario not in table:
         print(f"unknown scenario {args.scenario!r}; one of {', '.join(table)}", file=sys.stderr)
         return 2
-    result = trio.run(
-        run_testnet,
-        Path(args.dir),
-        args.nodes,
-        args.duration,
-        args.rate,
-        console,
-        table[args.scenario],
-        f"chaos: {args.scenario}",
-        not args.no_live,
-        True,
-        args.base_port,
-    )
+    if args.scenario == "lossy-network" and not netem_available():
+        print(
+            "lossy-network needs root, `tc` and a kernel with the netem qdisc; this "
+            "machine has not all of them",
+            file=sys.stderr,
+        )
+        return 2
+    if args.scenario in NETNS_SCENARIOS and not netns.available():
+        print(
+            f"{args.scenario} needs Linux network namespaces: root, iproute2 (`ip`) and a "
+            "kernel that lets it add namespaces and veth pairs; this machine has not all of them",
+            file=sys.stderr,
+        )
+        return 2
+    console = Console()
+    install_sigterm_as_interrupt()
+    try:
+        with contextlib.ExitStack() as stack:
+            layout = None
+            if args.scenario in NETNS_SCENARIOS:
+                layout = stack.enter_context(netns.network(args.nodes))  # removed on any exit
+                console.print(
+                    f"nodes in namespaces {layout.namespaces[0]}…{layout.namespaces[-1]}, "
+                    f"addresses {layout.ips[0]}…{layout.ips[-1]}, bridge {layout.bridge}"
+                )
+            result = trio.run(
+                run_testnet,
+                Path(args.dir),
+                args.nodes,
+                args.duration,
+                args.rate,
+                console,
+                table[args.scenario],
+                f"chaos: {args.scenario}",
+                not args.no_live,
+                True,
+                args.base_port,
+                layout,
+            )
+    except KeyboardInterrupt:
+        return 130
     return _summary(console, result, args.json)
 
 
@@ -158,6 +176,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     net = Network.from_dir(out)
     clean = net.stop_all()
     print(f"stopped {len(clean)} nodes in {out}")
+    if net.netns is not None:  # the launcher did not get to remove them
+        from lockstep.testnet import netns
+
+        netns.teardown(net.netns)
+        print(f"removed namespaces {', '.join(net.netns.namespaces)} and {net.netns.bridge}")
     return 0
 
 
@@ -177,7 +200,8 @@ def register_actions(tsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     chaos.add_argument(
         "--scenario",
         default="kill-sequencer",
-        help="kill-random, kill-sequencer, freeze, rolling-restart or lossy-network (root)",
+        help="kill-random, kill-sequencer, freeze, rolling-restart, lossy-network (root, netem), "
+        "partition or silent-partition (root, network namespaces)",
     )
     chaos.add_argument("--duration", type=float, default=60.0, help="seconds of chaos")
     chaos.add_argument("--nodes", type=int, default=4)

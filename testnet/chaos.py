@@ -1,16 +1,23 @@
 """Chaos scenarios: real faults, injected with real signals, while the load keeps flowing.
 
-Each scenario is ``async (network, load generator, monitor) -> None``. ``lossy-network`` puts
-latency, jitter and loss on every link with Linux ``tc netem`` on loopback (root only);
-partitions between single processes would need a network namespace per node and are not
-built yet. It records, per fault,
-how long the network went without a commit after the fault (``monitor.fault_gaps``), and the
-bound it must meet (``monitor.gap_bound_s``): two view timeouts, plus the monitor's polling
-interval, plus — when the fault is a restart — the time a process needs to start.
+Each scenario is ``async (network, load generator, monitor) -> None``. ``kill-sequencer``,
+``kill-random``, ``freeze`` and ``rolling-restart`` send signals to node processes.
+``lossy-network`` puts latency, jitter and loss on every link with Linux ``tc netem`` on
+loopback (root, and a kernel with netem). ``partition`` cuts links between nodes that run in
+one network namespace each (``netns``; root and Linux namespaces): it isolates the sequencer
+from the rest, then splits the network in halves, healing after each. ``silent-partition``
+does the same with cuts that lose packets on the way instead of refusing them at the sender,
+so TCP backs off its retransmissions as behind a failed switch.
+
+A scenario records, per fault, how long the network went without a commit after the fault or
+its heal (``monitor.fault_gaps``), and the bound it must meet (``monitor.gap_bound_s``): two
+view timeouts, plus the monitor's polling interval, plus — when the fault is a restart — the
+time a process needs to start. What else it checks as it runs goes to ``monitor.checks``.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import signal
 import subprocess
@@ -21,12 +28,23 @@ from collections.abc import Awaitable, Callable
 import httpx
 import trio
 
+from . import netns
 from .loadgen import LoadGenerator
 from .processes import Network
 from .runner import Monitor
 
 POLL_SLACK_S = 0.5
 """Gaps are measured by polling every 50 ms; this covers the poll and the proposer's pacing."""
+
+PARTITION_HOLD_S = 5.0
+"""How long each partition lasts: five view timeouts, well past a failover, and under the
+transport's idle timeout (10 s), so connections stay open through the cut as they would
+through a short outage of a real network, and TCP delivers what was queued once it heals."""
+SPLIT_SETTLE_S = 1.0
+"""A split may still commit what was certified before the cut (a QC in flight); from this long
+after the cut until the heal, no node may commit."""
+CONVERGE_TIMEOUT_S = 15.0
+"""After a heal, every node must reach the height the network had at the heal within this."""
 
 Scenario = Callable[[Network, LoadGenerator, Monitor], Awaitable[None]]
 
@@ -36,10 +54,13 @@ def _bound(monitor: Monitor, view_timeout_s: float) -> None:
     monitor.fault_gaps = []  # type: ignore[attr-defined]
 
 
-async def _max_height(net: Network, lg: LoadGenerator, client: httpx.AsyncClient) -> int:
+async def _max_height(
+    net: Network, lg: LoadGenerator, client: httpx.AsyncClient, among: set[int] | None = None
+) -> int:
+    """The highest committed height of the live nodes (of those in ``among``, if given)."""
     best = -1
     for i, n in enumerate(net.nodes):
-        if i in lg.down:
+        if i in lg.down or (among is not None and i not in among):
             continue
         try:
             r = await client.get(n.rpc_url + "/v1/status", timeout=0.3)
@@ -50,17 +71,90 @@ async def _max_height(net: Network, lg: LoadGenerator, client: httpx.AsyncClient
 
 
 async def _record_gap(
-    net: Network, lg: LoadGenerator, monitor: Monitor, what: str, since: float, before: int
+    net: Network,
+    lg: LoadGenerator,
+    monitor: Monitor,
+    what: str,
+    since: float,
+    before: int,
+    among: set[int] | None = None,
 ) -> None:
-    """Poll the live nodes every 50 ms until they commit two blocks past ``before`` (the
-    first may be one the old leader had already certified; the second needs the new one)."""
+    """Poll the live nodes (those in ``among``, if given) every 50 ms until they commit two
+    blocks past ``before`` (the first may be one the old leader had already certified; the
+    second needs the new one)."""
     async with httpx.AsyncClient() as client:
         deadline = since + 30.0
         while time.monotonic() < deadline:
-            if await _max_height(net, lg, client) >= before + 2:
+            if await _max_height(net, lg, client, among) >= before + 2:
                 break
             await trio.sleep(0.05)
     monitor.fault_gaps.append((what, time.monotonic() - since))  # type: ignore[attr-defined]
+
+
+async def _heights(net: Network, client: httpx.AsyncClient) -> list[int | None]:
+    """Every node's committed height (None where it does not answer)."""
+    out: list[int | None] = []
+    for n in net.nodes:
+        try:
+            r = await client.get(n.rpc_url + "/v1/status", timeout=0.3)
+            out.append(int(r.json()["height"]))
+        except (httpx.HTTPError, ValueError, KeyError):
+            out.append(None)
+    return out
+
+
+async def _converge(net: Network, monitor: Monitor, what: str, since: float, target: int) -> None:
+    """Poll until every node has committed ``target``; record how long it took, or that it
+    did not within ``CONVERGE_TIMEOUT_S``."""
+    async with httpx.AsyncClient() as client:
+        while True:
+            hs = await _heights(net, client)
+            elapsed = time.monotonic() - since
+            if all(h is not None and h >= target for h in hs):
+                monitor.checks.append(
+                    (True, f"{what}: every node at height {target} within {elapsed:.2f} s")
+                )
+                return
+            if elapsed > CONVERGE_TIMEOUT_S:
+                monitor.checks.append(
+                    (
+                        False,
+                        f"{what}: nodes at heights {hs}, not all at {target}, "
+                        f"{CONVERGE_TIMEOUT_S:.0f} s after the heal",
+                    )
+                )
+                return
+            await trio.sleep(0.05)
+
+
+async def _sequencer_of_new_epoch(net: Network, timeout_s: float = 30.0) -> int | None:
+    """Wait until every node is in the next epoch; its sequencer. Leadership moves at epoch
+    boundaries (every ``epoch_views`` views, a few seconds), so a fault aimed at the sequencer
+    is sent early in an epoch, not while some nodes are still in the last one."""
+
+    async def now(client: httpx.AsyncClient) -> tuple[int, int, int | None]:
+        """(lowest epoch, highest epoch, sequencer named by a node in the highest view)."""
+        seen = []
+        for n in net.nodes:
+            try:
+                st = (await client.get(n.rpc_url + "/v1/status", timeout=0.3)).json()
+                seen.append((int(st["view"]), int(st["epoch"]), st.get("sequencer")))
+            except (httpx.HTTPError, ValueError, KeyError):
+                continue
+        if not seen:
+            return -1, -1, None
+        top = max(seen, key=lambda x: x[0])
+        return min(e for _, e, _ in seen), top[1], top[2]
+
+    async with httpx.AsyncClient() as client:
+        _, epoch, _ = await now(client)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            lowest, _, leader = await now(client)
+            if lowest > epoch and leader is not None:
+                return int(leader)
+            await trio.sleep(0.05)
+    return None
 
 
 def _sequencer(monitor: Monitor) -> int | None:
@@ -174,13 +268,93 @@ def scenarios(view_timeout_s: float, seed: int = 7) -> dict[str, Scenario]:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(netem, None)
 
+    async def partition(
+        net: Network, lg: LoadGenerator, monitor: Monitor, silent: bool = False
+    ) -> None:
+        """Cut links between node namespaces (``netns``), round after round: (a) the sequencer
+        alone, while the other three keep committing; (b) halves, where nobody can. The load
+        keeps going to every node, the minority side included."""
+        layout = net.netns
+        if layout is None:
+            raise RuntimeError("the partition scenario needs the nodes in network namespaces")
+        _bound(monitor, view_timeout_s)
+        n = len(net.nodes)
+        await trio.sleep(4)
+        try:
+            while True:
+                i = await _sequencer_of_new_epoch(net)
+                i = rng.randrange(n) if i is None else i
+                alone = [{i}, set(range(n)) - {i}]
+                await _cut(net, lg, monitor, layout, alone, silent, expect_commits=True)
+                await trio.sleep(4)
+                order = list(range(n))
+                rng.shuffle(order)
+                halves = [set(order[: n // 2]), set(order[n // 2 :])]
+                await _cut(net, lg, monitor, layout, halves, silent, expect_commits=False)
+                await trio.sleep(4)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(netns.heal, layout)
+
     return {
         "kill-random": kill_random,
         "kill-sequencer": kill_sequencer,
         "freeze": freeze,
         "rolling-restart": rolling_restart,
         "lossy-network": lossy_network,
+        "partition": partition,
+        "silent-partition": functools.partial(partition, silent=True),
     }
+
+
+def _groups(groups: list[set[int]]) -> str:
+    return " | ".join(",".join(f"node{i}" for i in sorted(g)) for g in groups)
+
+
+async def _cut(
+    net: Network,
+    lg: LoadGenerator,
+    monitor: Monitor,
+    layout: netns.Layout,
+    groups: list[set[int]],
+    silent: bool,
+    expect_commits: bool,
+) -> None:
+    """One partition: cut, hold ``PARTITION_HOLD_S``, heal, and wait for every node.
+
+    With ``expect_commits`` a quorum stays connected, so the gap since the cut must meet the
+    bound (as for a killed sequencer). Without, no node may commit from ``SPLIT_SETTLE_S``
+    after the cut until the heal. Either way the gap from the heal to two new commits must
+    meet the bound, and every node must then reach the network's height."""
+    desc = _groups(groups) + (" (silent)" if silent else "")
+    settled = None
+    quorum = max(groups, key=len)  # with expect_commits: the side that must go on committing
+    t = time.monotonic()
+    await trio.to_thread.run_sync(netns.partition, layout, groups, silent)
+    async with httpx.AsyncClient() as client:  # what was committed before the cut took effect
+        before = await _max_height(net, lg, client, quorum)
+    if expect_commits:
+        # Only the quorum side counts: a cut-off leader may still commit what it had certified.
+        await _record_gap(net, lg, monitor, f"partition {desc}", t, before, quorum)
+    else:
+        await trio.sleep(SPLIT_SETTLE_S)
+        async with httpx.AsyncClient() as client:
+            settled = await _max_height(net, lg, client)
+    await trio.sleep(max(0.0, t + PARTITION_HOLD_S - time.monotonic()))
+    async with httpx.AsyncClient() as client:
+        at_heal = await _max_height(net, lg, client)
+    if not expect_commits:
+        monitor.checks.append(
+            (
+                at_heal == settled,
+                f"split {desc}: committed heights {settled} → {at_heal} "
+                f"from {SPLIT_SETTLE_S:.0f} s after the cut to the heal (no quorum: none)",
+            )
+        )
+    healed = time.monotonic()
+    await trio.to_thread.run_sync(netns.heal, layout)
+    await _record_gap(net, lg, monitor, f"heal of {desc}", healed, at_heal)
+    await _converge(net, monitor, f"heal of {desc}", healed, at_heal)
 
 
 NETEM_IMPAIRMENT = ("delay", "20ms", "10ms", "loss", "2%")

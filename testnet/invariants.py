@@ -10,7 +10,9 @@ Checks (each names what broke and where):
 4. **conservation**: on every node, ``Σ collateral − Σ open notional + withdrawn`` equals the
    genesis total, and long open interest equals short open interest;
 5. **liveness**: after each fault healed, the network committed again within the bound
-   (``2 × view timeout`` plus the time a restarted process needs to come back).
+   (``2 × view timeout`` plus the time a restarted process needs to come back);
+6. **scenario checks**: what the scenario itself checked while it ran (e.g. that a network
+   split in halves committed nothing, and that every node caught up after a partition healed).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ async def check_network(
     acked: dict[bytes, int],
     commit_gaps_s: Sequence[tuple[str, float]] = (),
     gap_bound_s: float | None = None,
+    scenario_checks: Sequence[tuple[bool, str]] = (),
 ) -> Report:
     rep = Report()
     statuses = [await _get(client, u + "/v1/status") for u in rpc_urls]
@@ -185,4 +188,8 @@ async def check_network(
                 f"committed again within {worst:.2f} s of each of {len(commit_gaps_s)} faults "
                 f"(bound {gap_bound_s:.2f} s)"
             )
+
+    # 6. what the scenario checked as it ran
+    for ok, line in scenario_checks:
+        (rep.note if ok else rep.fail)(line)
     return rep

@@ -5,6 +5,12 @@ its output in ``<home>/node.log``. The launcher records every process in ``<dir>
 (pid, RPC URL, home) so ``lockstep testnet status`` and ``lockstep testnet down`` can find a
 running network from another terminal. Faults are real signals: SIGKILL, SIGSTOP/SIGCONT,
 SIGTERM for a clean stop.
+
+A network may run in network namespaces (``netns``, for partitions): node i then starts as
+``ip netns exec <namespace i> python -m lockstep.cli.main node run …`` — ``ip`` execs the node
+in place, so the pid is the node's and the signals above reach it — and its RPC and metrics
+are reached at its namespace address. The layout is kept in ``testnet.json`` too, so
+``status`` finds the nodes and ``down`` removes the namespaces from another terminal.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 import httpx
 from lockstep.node.config import load_config
 
+from . import netns as netns_mod
+
 STATE_FILE = "testnet.json"
 STOP_GRACE_S = 10.0
 """SIGTERM, then this long for a clean shutdown before SIGKILL."""
@@ -39,23 +47,30 @@ class NodeProcess:
     pid: int | None = None
     restarts: int = 0
     frozen: bool = False
+    netns: str | None = None
+    """The network namespace the process runs in (None: the launcher's own)."""
     log_file: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.log_file = self.home / "node.log"
 
     @classmethod
-    def from_home(cls, index: int, home: Path) -> NodeProcess:
+    def from_home(
+        cls, index: int, home: Path, netns: str | None = None, host: str | None = None
+    ) -> NodeProcess:
+        """The node of ``home``; in namespace ``netns``, reached at ``host``, if given."""
         cfg = load_config(home / "config" / "config.toml")
         rpc = cfg.rpc.listen_address
         met = cfg.metrics.listen_address
-        host = "127.0.0.1" if rpc.host in ("0.0.0.0", "") else rpc.host
+        if host is None:
+            host = "127.0.0.1" if rpc.host in ("0.0.0.0", "") else rpc.host
         return cls(
             index,
             cfg.node.moniker,
             home,
             f"http://{host}:{rpc.port}",
             f"http://{host}:{met.port}",
+            netns=netns,
         )
 
     def start(self) -> None:
@@ -63,8 +78,10 @@ class NodeProcess:
         assert not self.alive(), f"{self.name} is already running"
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "lockstep.cli.main",
@@ -163,22 +180,34 @@ class Network:
 
     dir: Path
     nodes: list[NodeProcess]
+    netns: netns_mod.Layout | None = None
+    """The namespaces the nodes run in, if any (``netns.setup`` made them)."""
 
     @classmethod
-    def from_dir(cls, out_dir: Path) -> Network:
+    def from_dir(cls, out_dir: Path, netns: netns_mod.Layout | None = None) -> Network:
+        """The network in ``out_dir``; its pids (and namespaces) from ``testnet.json`` if it
+        is running, or in the namespaces of ``netns`` when about to start it there."""
         homes = sorted(
             (p for p in out_dir.glob("node*") if (p / "config" / "config.toml").exists()),
             key=lambda p: int(p.name.removeprefix("node") or 0),
         )
         if not homes:
             raise FileNotFoundError(f"{out_dir}: no node homes (run `lockstep testnet up` first)")
-        net = cls(out_dir, [NodeProcess.from_home(i, h) for i, h in enumerate(homes)])
         state = out_dir / STATE_FILE
-        if state.exists():
-            doc = json.loads(state.read_text())
-            for n, entry in zip(net.nodes, doc.get("nodes", []), strict=False):
-                n.pid = entry.get("pid")
-        return net
+        doc = json.loads(state.read_text()) if state.exists() else {}
+        if netns is None and doc.get("netns"):
+            netns = netns_mod.Layout.from_json(doc["netns"])
+        if netns is not None and netns.n_nodes != len(homes):
+            raise ValueError(f"{len(homes)} node homes for {netns.n_nodes} namespaces")
+        nodes = [
+            NodeProcess.from_home(i, h)
+            if netns is None
+            else NodeProcess.from_home(i, h, netns.namespaces[i], netns.ips[i])
+            for i, h in enumerate(homes)
+        ]
+        for n, entry in zip(nodes, doc.get("nodes", []), strict=False):
+            n.pid = entry.get("pid")
+        return cls(out_dir, nodes, netns)
 
     def write_state(self, extra: dict[str, Any] | None = None) -> None:
         doc = {
@@ -187,6 +216,7 @@ class Network:
                 {"name": n.name, "pid": n.pid, "rpc": n.rpc_url, "home": str(n.home)}
                 for n in self.nodes
             ],
+            **({"netns": self.netns.to_json()} if self.netns else {}),
             **(extra or {}),
         }
         tmp = self.dir / (STATE_FILE + ".tmp")

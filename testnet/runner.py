@@ -30,6 +30,7 @@ from rich.table import Table
 from .generate import DEFAULT_P2P_PORT, generate_network
 from .invariants import Report, check_network
 from .loadgen import LoadGenerator
+from .netns import Layout
 from .processes import Network, NodeProcess
 
 DRAIN_TIMEOUT_S = 20.0
@@ -55,6 +56,8 @@ class Monitor:
     max_height: int = 0
     common_height: int = 0
     roots_agree: bool | None = None
+    checks: list[tuple[bool, str]] = field(default_factory=list)
+    """What a scenario checked while it ran (ok, line); the end-of-run report lists them."""
 
     def __post_init__(self) -> None:
         self.views = [NodeView() for _ in self.net.nodes]
@@ -195,13 +198,18 @@ async def run_testnet(
     live: bool = True,
     fresh: bool = True,
     base_port: int = DEFAULT_P2P_PORT,
+    netns: Layout | None = None,
 ) -> RunResult:
+    """Run a network for ``duration_s`` (None: until Ctrl-C) under load, with ``scenario``'s
+    faults, then drain and check. With ``netns`` every node runs in its namespace (made by the
+    caller, who removes it after), advertising its namespace address."""
     if fresh or not (out_dir / "genesis.toml").exists():
         if out_dir.exists() and any(out_dir.iterdir()):
             _clear(out_dir)
-        generate_network(out_dir, n_validators=n_nodes, base_port=base_port)
+        hosts = netns.ips if netns is not None else None
+        generate_network(out_dir, n_validators=n_nodes, base_port=base_port, hosts=hosts)
     genesis = read_genesis_file(out_dir / "genesis.toml")
-    net = Network.from_dir(out_dir)
+    net = Network.from_dir(out_dir, netns)
     validators, traders = load_actors(out_dir)
     console.print(
         f"[bold]{title}[/]: {len(net.nodes)} validators, chain {genesis.chain_id.hex()[:16]}…, "
@@ -296,7 +304,9 @@ async def _drain_and_check(
         await trio.sleep(0.5)
     gaps = getattr(monitor, "fault_gaps", [])
     bound = getattr(monitor, "gap_bound_s", None)
-    report = await check_network(client, [n.rpc_url for n in net.nodes], lg.acked, gaps, bound)
+    report = await check_network(
+        client, [n.rpc_url for n in net.nodes], lg.acked, gaps, bound, monitor.checks
+    )
     for line in report.lines:
         console.print(("[red]" if line.startswith("FAIL") else "[green]") + line + "[/]")
     return report

@@ -9,17 +9,29 @@ view timeouts of every fault. The long versions run from ``bench/`` and by hand.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from lockstep.testnet import netns
 
 from .localnet import free_base_port, one_network_at_a_time
 
 SCENARIOS = ["kill-sequencer", "kill-random", "freeze", "rolling-restart"]
 SHORT_RUN_S = 20
+KNOWN_REINCLUSION = re.compile(r"^FAIL tx [0-9a-f]+ in blocks \d+ and \d+$")
+"""Open issue: a node that rejoins after a partition and leads (new epoch) while its ledger
+still lags the replica's commits by more than the block tree's full window (64 blocks)
+proposes transactions committed while it was cut off: they are committed again and rejected
+as REPLAYED. ``ChainApp`` skips only the ancestors whose blocks the tree still holds."""
+PARTITION_RUN_S = 32
+"""Long enough for one round of each cut after the nodes answer: 4 s of warm-up, up to an
+epoch (~4 s) to cut the sequencer early in one, the sequencer alone for 5 s, 4 s of calm,
+halves for 5 s, each followed by its heal."""
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +43,34 @@ def _alone() -> Iterator[None]:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_chaos_scenario_keeps_invariants(tmp_path: Path, scenario: str) -> None:
+    summary = _chaos(tmp_path, scenario, SHORT_RUN_S)
+    assert summary["figures"]["faults"], "the scenario injected no fault"
+    assert summary["accepted"] > 50
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(
+    not netns.available(),
+    reason="partitions need root and Linux network namespaces (ip netns, veth, bridge)",
+)
+@pytest.mark.parametrize("scenario", ["partition", "silent-partition"])
+def test_partition_keeps_invariants(tmp_path: Path, scenario: str) -> None:
+    """The sequencer cut off from the rest, then the network split in halves, each healed:
+    commits within the bound after each cut and heal, none while split, every node caught up.
+    The silent variant loses packets on the way, so TCP backs off as behind a failed switch."""
+    summary = _chaos(tmp_path, scenario, PARTITION_RUN_S, known=KNOWN_REINCLUSION)
+    faults = [what for what, _ in summary["figures"]["faults"]]
+    assert any(w.startswith("partition ") for w in faults), faults
+    assert sum(w.startswith("heal of ") for w in faults) >= 2, faults
+    assert any(line.startswith("ok   split ") for line in summary["checks"]), summary["checks"]
+    assert summary["accepted"] > 50
+
+
+def _chaos(
+    tmp_path: Path, scenario: str, duration_s: float, known: re.Pattern[str] | None = None
+) -> dict[str, Any]:
+    """Run ``lockstep testnet chaos``; its JSON summary, asserted ok (an expected failure if
+    every failed check matches the ``known`` open issue)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -41,7 +81,7 @@ def test_chaos_scenario_keeps_invariants(tmp_path: Path, scenario: str) -> None:
             "--scenario",
             scenario,
             "--duration",
-            str(SHORT_RUN_S),
+            str(duration_s),
             "--dir",
             str(tmp_path / "net"),
             "--no-live",
@@ -55,8 +95,10 @@ def test_chaos_scenario_keeps_invariants(tmp_path: Path, scenario: str) -> None:
     )
     out = proc.stdout
     summary = json.loads(out[out.index("{\n") :]) if "{\n" in out else {}
+    failed = [line for line in summary.get("checks", []) if line.startswith("FAIL")]
+    if known is not None and failed and all(known.search(line) for line in failed):
+        pytest.xfail(f"known open issue: {failed}")
     assert proc.returncode == 0 and summary.get("ok"), (
         f"exit {proc.returncode}\n{out[-3000:]}\n{proc.stderr[-3000:]}"
     )
-    assert summary["figures"]["faults"], "the scenario injected no fault"
-    assert summary["accepted"] > 50
+    return summary
