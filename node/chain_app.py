@@ -38,6 +38,9 @@ from .mempool import Mempool
 
 log = structlog.get_logger("lockstep.node")
 
+TX_IDS_TRIM_AT = 64
+"""Blocks' transaction ids held before the first sweep of those at or below the cleared height
+(forks that never committed); the next sweep waits until the map doubles."""
 VERIFIED_CACHE_TXS = 50_000
 """Transaction ids whose signature this node checked: six maximal blocks' worth."""
 
@@ -83,8 +86,13 @@ class ChainApp:
         self.applied_height = 0
         self.applied_root = b""
         self.expected_roots: dict[int, bytes] = {}
-        self.block_tx_ids: dict[bytes, tuple[bytes, ...]] = {}
-        """block hash → its transaction ids, for blocks seen but not yet cleared."""
+        self.block_tx_ids: dict[bytes, tuple[int, tuple[bytes, ...]]] = {}
+        """block hash → (height, its transaction ids), for blocks seen but not yet cleared.
+        Kept here, not read from the tree: the tree drops the transactions of committed blocks
+        past its full window, while this node's ledger (and so ``cleared_height``) may lag
+        further behind than that — after a partition, say — and its next proposal must still
+        skip every transaction committed above it."""
+        self._trim_at = TX_IDS_TRIM_AT
         self.refused: dict[str, int] = {}
 
     # ------------------------------------------------------------------ bookkeeping
@@ -110,15 +118,20 @@ class ChainApp:
                 f"this node computed {root.hex()}"
             )
 
+    def note_final(self, block: Block, block_hash: bytes) -> None:
+        """The replica committed ``block`` (the ledger applies it later): keep its ids until
+        then, for ``_pending_in_ancestors``."""
+        if block_hash not in self.block_tx_ids and block.height > self.cleared_height:
+            self.block_tx_ids[block_hash] = (block.height, self._tx_ids(block))
+
     def note_committed(self, block: Block, block_hash: bytes) -> tuple[bytes, ...]:
         """A block is final: remember the root it claims; return its transaction ids.
 
         The caller removes those ids from the mempool at once, so from here on proposals no
         longer need to skip them explicitly (``cleared_height``).
         """
-        ids = self.block_tx_ids.pop(block_hash, None)
-        if ids is None:
-            ids = self._tx_ids(block)
+        known = self.block_tx_ids.pop(block_hash, None)
+        ids = self._tx_ids(block) if known is None else known[1]
         if block.state_height > self.applied_height:
             self.expected_roots[block.state_height] = block.state_root
         elif block.state_height and self.roots.get(block.state_height, block.state_root) != (
@@ -129,9 +142,11 @@ class ChainApp:
                 f"{block.state_height}; this node computed {self.roots[block.state_height].hex()}"
             )
         self.cleared_height = max(self.cleared_height, block.height)
-        if len(self.block_tx_ids) > 4 * limits.MAX_VALIDATORS:  # forks that never committed
-            for h in list(self.block_tx_ids)[: len(self.block_tx_ids) // 2]:
+        if len(self.block_tx_ids) > self._trim_at:  # forks at or below the cleared height
+            cleared = self.cleared_height
+            for h in [h for h, (height, _) in self.block_tx_ids.items() if height <= cleared]:
                 del self.block_tx_ids[h]
+            self._trim_at = max(TX_IDS_TRIM_AT, 2 * len(self.block_tx_ids))
         return ids
 
     def _tx_ids(self, block: Block) -> tuple[bytes, ...]:
@@ -141,11 +156,15 @@ class ChainApp:
         """Transaction ids in the new block's ancestors whose ids are still in the mempool."""
         ids: set[bytes] = set()
         node = self.lookup(parent_hash)
-        while node is not None and node.block is not None and node.height > self.cleared_height:
+        while node is not None and node.height > self.cleared_height:
             cached = self.block_tx_ids.get(node.hash)
             if cached is None:
-                cached = self.block_tx_ids[node.hash] = self._tx_ids(node.block)
-            ids.update(cached)
+                if node.block is None:  # the genesis anchor; any other is a bookkeeping bug
+                    if node.height:  # (execution would still refuse a repeat as REPLAYED)
+                        log.error("tx_ids_missing", height=node.height, cleared=self.cleared_height)
+                    break
+                cached = self.block_tx_ids[node.hash] = (node.height, self._tx_ids(node.block))
+            ids.update(cached[1])
             node = self.lookup(node.parent) if node.parent is not None else None
         return ids
 
@@ -213,7 +232,7 @@ class ChainApp:
         id_set = frozenset(ids)
         if len(id_set) != len(ids):
             return "duplicate_transaction"
-        self.block_tx_ids[self._hash(block)] = tuple(ids)
+        self.block_tx_ids[self._hash(block)] = (block.height, tuple(ids))
         return None
 
     def _hash(self, block: Block) -> bytes:

@@ -394,6 +394,7 @@ class Node:
         for h, root in recent:
             self.app.roots[h] = root
         self.app.applied_height, self.app.applied_root = ledger_height, ex.state_root
+        self.app.cleared_height = tip  # replayed below: no proposal needs to skip their txs
         if ledger_height:
             self.app.roots[ledger_height] = ex.state_root
         self.applied_height, self.state_root = ledger_height, ex.state_root
@@ -472,6 +473,7 @@ class Node:
                 b = eff.block
                 self.pending_store.save(b.height, b.block_hash(self.chain_id), b.encode())
             elif isinstance(eff, Commit):
+                self.app.note_final(eff.committed.block, eff.committed.qc.block_hash)
                 self._commits_send.send_nowait(eff.committed)
             else:  # pragma: no cover - typed union
                 raise TypeError(f"unknown effect {eff!r}")
@@ -694,6 +696,8 @@ class Node:
                 m.commit_latency.observe(now - arrived)
             ok = outcome.reason == Reason.OK
             status = _COMMITTED if ok else _REJECTED
+            if outcome.reason == Reason.REPLAYED and tx_id in self._results:
+                continue  # a repeat never hides what the transaction did the first time
             self._results[tx_id] = (
                 status,
                 block.height,

@@ -1024,6 +1024,8 @@ class Exchange:
         for o in outcomes:
             if o.tx_id not in self.recent_status:
                 self._status_order.append(o.tx_id)
+            elif o.reason == Reason.REPLAYED:
+                continue  # a repeat never hides what the transaction did the first time
             self.recent_status[o.tx_id] = o
         while len(self._status_order) > RECENT_STATUS:
             self.recent_status.pop(self._status_order.popleft(), None)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 from .book import RestingOrder
 from .margin import floor_div
+from .mempool_rules import Reason
 
 SCHEMA_VERSION = 1
 _U64_BIAS = 2**63
@@ -479,7 +480,17 @@ class LedgerStore:
             if w.trades:
                 db.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", w.trades)
             if w.tx_status:
-                db.executemany("INSERT OR REPLACE INTO tx_status VALUES (?,?,?,?,?)", w.tx_status)
+                # A repeat of an included transaction (REPLAYED) never hides what it did the
+                # first time; any other outcome is the transaction's latest.
+                replayed = int(Reason.REPLAYED)
+                db.executemany(
+                    "INSERT OR REPLACE INTO tx_status VALUES (?,?,?,?,?)",
+                    [r for r in w.tx_status if r[3] != replayed],
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO tx_status VALUES (?,?,?,?,?)",
+                    [r for r in w.tx_status if r[3] == replayed],
+                )
             if w.funding:
                 db.executemany("INSERT INTO funding VALUES (?,?,?,?)", w.funding)
             db.execute(

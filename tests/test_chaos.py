@@ -9,7 +9,6 @@ view timeouts of every fault. The long versions run from ``bench/`` and by hand.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,11 +22,6 @@ from .localnet import free_base_port, one_network_at_a_time
 
 SCENARIOS = ["kill-sequencer", "kill-random", "freeze", "rolling-restart"]
 SHORT_RUN_S = 20
-KNOWN_REINCLUSION = re.compile(r"^FAIL tx [0-9a-f]+ in blocks \d+ and \d+$")
-"""Open issue: a node that rejoins after a partition and leads (new epoch) while its ledger
-still lags the replica's commits by more than the block tree's full window (64 blocks)
-proposes transactions committed while it was cut off: they are committed again and rejected
-as REPLAYED. ``ChainApp`` skips only the ancestors whose blocks the tree still holds."""
 PARTITION_RUN_S = 32
 """Long enough for one round of each cut after the nodes answer: 4 s of warm-up, up to an
 epoch (~4 s) to cut the sequencer early in one, the sequencer alone for 5 s, 4 s of calm,
@@ -58,7 +52,7 @@ def test_partition_keeps_invariants(tmp_path: Path, scenario: str) -> None:
     """The sequencer cut off from the rest, then the network split in halves, each healed:
     commits within the bound after each cut and heal, none while split, every node caught up.
     The silent variant loses packets on the way, so TCP backs off as behind a failed switch."""
-    summary = _chaos(tmp_path, scenario, PARTITION_RUN_S, known=KNOWN_REINCLUSION)
+    summary = _chaos(tmp_path, scenario, PARTITION_RUN_S)
     faults = [what for what, _ in summary["figures"]["faults"]]
     assert any(w.startswith("partition ") for w in faults), faults
     assert sum(w.startswith("heal of ") for w in faults) >= 2, faults
@@ -66,11 +60,8 @@ def test_partition_keeps_invariants(tmp_path: Path, scenario: str) -> None:
     assert summary["accepted"] > 50
 
 
-def _chaos(
-    tmp_path: Path, scenario: str, duration_s: float, known: re.Pattern[str] | None = None
-) -> dict[str, Any]:
-    """Run ``lockstep testnet chaos``; its JSON summary, asserted ok (an expected failure if
-    every failed check matches the ``known`` open issue)."""
+def _chaos(tmp_path: Path, scenario: str, duration_s: float) -> dict[str, Any]:
+    """Run ``lockstep testnet chaos``; its JSON summary, asserted ok."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -95,9 +86,6 @@ def _chaos(
     )
     out = proc.stdout
     summary = json.loads(out[out.index("{\n") :]) if "{\n" in out else {}
-    failed = [line for line in summary.get("checks", []) if line.startswith("FAIL")]
-    if known is not None and failed and all(known.search(line) for line in failed):
-        pytest.xfail(f"known open issue: {failed}")
     assert proc.returncode == 0 and summary.get("ok"), (
         f"exit {proc.returncode}\n{out[-3000:]}\n{proc.stderr[-3000:]}"
     )
