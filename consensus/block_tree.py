@@ -70,12 +70,7 @@ class TreeNode:
 
 class BlockTree:
     def __init__(
-        self,
-        genesis_hash: bytes,
-        genesis_qc: QuorumCert,
-        genesis_time_ms: int,
-        epoch_views: int,
-        retain_full: int = RETAIN_FULL_BLOCKS,
+        self, genesis_hash: bytes, genesis_qc: QuorumCert, genesis_time_ms: int, epoch_views: int
     ) -> None:
         self.epoch_views = epoch_views
         root = TreeNode(
@@ -88,7 +83,6 @@ class BlockTree:
         self.uncommitted: set[bytes] = set()
         self.retain = max(RETAIN_COMMITTED_BLOCKS, 4 * epoch_views)
         self._committed_order: collections.deque[bytes] = collections.deque()
-        self.retain_full = retain_full
         self._full: collections.deque[TreeNode] = collections.deque()
         self.history_starts_at: TreeNode = root
         """The oldest block whose ancestors are known (genesis unless restarted mid-chain)."""
@@ -211,7 +205,7 @@ class BlockTree:
             self._committed_order.append(n.hash)
             self._full.append(n)
         # The blocks just committed are handed to the caller whole, so keep at least those.
-        while len(self._full) > max(self.retain_full, len(chain)):
+        while len(self._full) > max(RETAIN_FULL_BLOCKS, len(chain)):
             self._full.popleft().block = None
         while len(self._committed_order) > self.retain:
             old = self.nodes.pop(self._committed_order.popleft())

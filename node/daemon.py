@@ -121,6 +121,9 @@ MAX_COALESCED_SUBMISSIONS = 1_024
 DECODED_AHEAD = 1_024
 """Consensus messages decoded by the gossip validator and not yet taken by the consensus loop
 (a bound for messages the loop never takes; a proposal can be megabytes)."""
+DECODED_TXS_AHEAD = 8_192
+"""The same for gossiped transactions, which come in bursts (about a kilobyte each decoded);
+one not found there is decoded again."""
 EDGE_DEFERRED = frozenset({Reason.ORDER_NOT_FOUND})
 """Refusals the edge leaves to the block: a cancel may name an order that is still pending."""
 MEMPOOL_SYNC_INTERVAL_S = 0.5
@@ -220,6 +223,7 @@ class Node:
         self._timers: dict[TimerKind, tuple[int, int]] = {}
         self._timers_changed = trio.Event()
         self._decoded: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
+        self._decoded_txs: OrderedDict[int, tuple[bytes, tuple[SignedTx, bytes]]] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._singles_send, self._singles_recv = trio.open_memory_channel[
@@ -229,8 +233,10 @@ class Node:
         """tx id → (status, height, index in block, reason, action index), compact: recent
         outcomes for the RPC and for recognising included transactions."""
         self._fills: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
-        self._expirations: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
         """Fills of committed transactions someone is waiting for (wait=true), until read."""
+        self._expirations: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
+        """Expired transactions' results, as in ``_results`` but kept longer (no block has them,
+        so the ledger cannot answer for them)."""
         self._arrivals: dict[bytes, float] = {}
         self._snapshots: dict[str, Any] = {}
         self.state_root = b""
@@ -535,9 +541,7 @@ class Node:
             return Verdict.REJECT
         if type(msg) is Proposal:
             _remember_block_bytes(msg, payload)
-        self._decoded[id(payload)] = (payload, msg)
-        while len(self._decoded) > DECODED_AHEAD:
-            self._decoded.popitem(last=False)
+        _remember(self._decoded, payload, msg, DECODED_AHEAD)
         return Verdict.ACCEPT
 
     def _validate_tx(self, payload: bytes) -> Verdict:
@@ -555,6 +559,7 @@ class Node:
         if reason:
             return Verdict.REJECT
         self.app.note_verified(tx_id)
+        _remember(self._decoded_txs, payload, (tx, tx_id), DECODED_TXS_AHEAD)
         return Verdict.ACCEPT
 
     async def _inbound_loop(self) -> None:
@@ -563,9 +568,13 @@ class Node:
             txs: list[tuple[SignedTx, bytes, bytes]] = []
             for peer, kind, payload in batch:
                 if kind == Kind.TX:
-                    tx = decode_tx(payload)
-                    body = tx.body
-                    tx_id = sha256(signing_bytes(body.DOMAIN, self.chain_id, payload[2:-66]))
+                    cached = self._decoded_txs.pop(id(payload), None)
+                    if cached is not None and cached[0] is payload:
+                        tx, tx_id = cached[1]
+                    else:
+                        tx = decode_tx(payload)
+                        body = tx.body
+                        tx_id = sha256(signing_bytes(body.DOMAIN, self.chain_id, payload[2:-66]))
                     txs.append((tx, tx_id, payload))
                     continue
                 sender = self.index_of.get(peer)
@@ -1040,6 +1049,14 @@ class Node:
 
 _PROPOSAL_HEAD = b"\x84\x18\x26"  # array of 4, then type tag 38
 assert Proposal.WIRE_TAG == 38
+
+
+def _remember(cache: OrderedDict[int, Any], payload: bytes, decoded: Any, bound: int) -> None:
+    """Hand what the gossip validator decoded to the inbound loop, keyed by the payload's
+    identity (checked when taken: the entry holds the payload, so its id is not reused)."""
+    cache[id(payload)] = (payload, decoded)
+    while len(cache) > bound:
+        cache.popitem(last=False)
 
 
 def _remember_block_bytes(p: Proposal, payload: bytes) -> None:
