@@ -631,7 +631,29 @@ class Replica:
         ):
             signers = tuple(sorted(by_voter))
             qc = QuorumCert(d, signers, tuple(by_voter[s].signature for s in signers))
+            committed = self.committed_height
             self._process_qc(qc, vote.voter)
+            self._announce_commit(qc, committed)
+
+    def _announce_commit(self, qc: QuorumCert, committed_before: int) -> None:
+        """Send a QC that commits transactions to every replica now, not with the next proposal.
+
+        The other replicas would otherwise learn the commit only from the next proposal's
+        ``justify``, a block interval later. The QC is already certified, so this is only a
+        shortcut: a replica processes it exactly as the proposal's QC (``_on_sync_info``).
+        """
+        if self.committed_height == committed_before or self.proposed_view >= self.view:
+            return  # nothing new committed, or the next proposal (carrying the QC) is out
+        tip = self.tree.get(qc.block_hash)
+        if tip is None:
+            return
+        first = committed_before + 1
+        for node in self.tree.walk_down(tip, 0):
+            if node.height < first:
+                break
+            if node.committed and node.block is not None and node.block.txs:
+                self._out.append(Broadcast(SyncInfo(qc, None)))
+                return
 
     # -- proposing -------------------------------------------------------------------------
 

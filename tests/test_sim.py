@@ -139,6 +139,17 @@ def test_commit_latency_is_five_message_delays(n: int) -> None:
     assert lat.replica_delays == 5.0
 
 
+@pytest.mark.parametrize("interval_delays", [3, 5])
+def test_with_a_block_interval_replicas_commit_one_delay_after_the_leader(
+    interval_delays: int,
+) -> None:
+    """A leader that waits out the block interval announces the committing QC at once, so the
+    other replicas commit one message delay after it, not a block interval later."""
+    lat = measure_commit_latency(4, delay_ms=10, blocks=20, block_interval_ms=10 * interval_delays)
+    assert lat.leader_delays == interval_delays + 2
+    assert lat.replica_delays == lat.leader_delays + 1
+
+
 @pytest.mark.parametrize("n", SIZES)
 def test_sequencer_crash_next_commit_within_two_view_timeouts(n: int) -> None:
     for seed in range(3):

@@ -26,6 +26,7 @@ seed and the last events):
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -816,13 +817,14 @@ class Latency:
     blocks: int
 
 
-def measure_commit_latency(n: int, delay_ms: int = 10, blocks: int = 30) -> Latency:
+def measure_commit_latency(
+    n: int, delay_ms: int = 10, blocks: int = 30, block_interval_ms: int = 0
+) -> Latency:
     """Fault-free run with every message taking exactly ``delay_ms``: how many message delays
     from a proposal leaving its leader to the block committing."""
     faults = NetworkFaults(delay_ms=(delay_ms, delay_ms), stable_delay_ms=(delay_ms, delay_ms))
-    sc = Scenario(
-        0, "latency", tuple([1] * n), faults, timing=LATENCY_TIMING, commits_after_gst=blocks
-    )
+    timing = dataclasses.replace(LATENCY_TIMING, block_interval_ms=block_interval_ms)
+    sc = Scenario(0, "latency", tuple([1] * n), faults, timing=timing, commits_after_gst=blocks)
     r = run_scenario(sc)
     lead: list[float] = []
     other: list[float] = []
