@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -116,6 +117,9 @@ EXPIRED_RESULTS = 100_000
 rare: an action expires only when no sequencer included it in time)."""
 RECENT_FILLS = 10_000
 """Fills held for ``wait=true`` callers between the commit and their wake-up."""
+RECENT_BLOCKS = 256
+"""Committed blocks kept as their RPC documents (tens of seconds at full load): pollers of
+``/v1/blocks`` read the newest blocks, which then cost no decode or re-encode."""
 MAX_COALESCED_SUBMISSIONS = 1_024
 """Single RPC submissions admitted together (and the queue bound before callers wait)."""
 DECODED_AHEAD = 1_024
@@ -233,6 +237,7 @@ class Node:
         """tx id → (status, height, index in block, reason, action index), compact: recent
         outcomes for the RPC and for recognising included transactions."""
         self._fills: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
+        self._recent_blocks: OrderedDict[int, dict[str, Any]] = OrderedDict()
         """Fills of committed transactions someone is waiting for (wait=true), until read."""
         self._expirations: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
         """Expired transactions' results, as in ``_results`` but kept longer (no block has them,
@@ -651,6 +656,10 @@ class Node:
                 block.height, block_hash, block.view, block.encode(), committed.qc.encode()
             )
             await self.worker.run(store.append, stored)
+            recent = self._recent_blocks
+            recent[block.height] = _block_doc(block, block_hash, committed.qc, ids)
+            if len(recent) > RECENT_BLOCKS:
+                recent.popitem(last=False)
             self.pending_store.prune(block.height)
             await self._apply(block, block_hash, ids, replay=False)
 
@@ -949,12 +958,21 @@ class Node:
         return await self.worker.run(views.account_json, ex, self.genesis, owner)
 
     async def block(self, height: int) -> dict[str, Any] | None:
+        doc = self._recent_blocks.get(height)
+        if doc is not None:
+            return doc
         store = self.block_store
         assert store is not None
         stored = await self.worker.run(store.get, height)
         return None if stored is None else self._block_json(stored)
 
     async def blocks(self, first: int, last: int) -> list[dict[str, Any]]:
+        recent = self._recent_blocks
+        if recent and next(iter(recent)) <= first:
+            # The newest blocks, which pollers ask for, come from memory: the cache is the
+            # contiguous top of the block store.
+            top = next(reversed(recent))
+            return [recent[h] for h in range(first, min(last, top) + 1)]
         store = self.block_store
         assert store is not None
         return [self._block_json(s) for s in await self.worker.run(store.range, first, last)]
@@ -962,21 +980,8 @@ class Node:
     def _block_json(self, stored: StoredBlock) -> dict[str, Any]:
         block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
         qc = decode(stored.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
-        return {
-            "height": block.height,
-            "hash": stored.block_hash.hex(),
-            "view": block.view,
-            "epoch": block.epoch,
-            "proposer": block.proposer,
-            "timestamp_ms": block.timestamp_ms,
-            "parent_hash": block.parent_hash.hex(),
-            "state_height": block.state_height,
-            "state_root": block.state_root.hex(),
-            "tx_ids": [tx.tx_id(self.chain_id).hex() for tx in block.txs],
-            "tickets": len(block.tickets),
-            "qc_view": qc.view,
-            "qc_signers": list(qc.signers),
-        }
+        ids = [tx.tx_id(self.chain_id) for tx in block.txs]
+        return _block_doc(block, stored.block_hash, qc, ids)
 
     async def action(self, tx_id: bytes) -> dict[str, Any] | None:
         if tx_id in self.mempool:
@@ -1049,6 +1054,27 @@ class Node:
 
 _PROPOSAL_HEAD = b"\x84\x18\x26"  # array of 4, then type tag 38
 assert Proposal.WIRE_TAG == 38
+
+
+def _block_doc(
+    block: Block, block_hash: bytes, qc: QuorumCert, tx_ids: Iterable[bytes]
+) -> dict[str, Any]:
+    """A committed block as the RPC shows it."""
+    return {
+        "height": block.height,
+        "hash": block_hash.hex(),
+        "view": block.view,
+        "epoch": block.epoch,
+        "proposer": block.proposer,
+        "timestamp_ms": block.timestamp_ms,
+        "parent_hash": block.parent_hash.hex(),
+        "state_height": block.state_height,
+        "state_root": block.state_root.hex(),
+        "tx_ids": [t.hex() for t in tx_ids],
+        "tickets": len(block.tickets),
+        "qc_view": qc.view,
+        "qc_signers": list(qc.signers),
+    }
 
 
 def _remember(cache: OrderedDict[int, Any], payload: bytes, decoded: Any, bound: int) -> None:

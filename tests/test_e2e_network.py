@@ -412,6 +412,18 @@ def test_trading_rejections_sequencer_kill_and_restart(tmp_path: Path) -> None:
         all_roots = [roots(u, first, top) for u in urls]
         assert all(r == all_roots[0] for r in all_roots[1:])
         assert len(all_roots[0]) == top - first + 1
+
+        # The restarted node serves its older blocks from the block store and the ones it
+        # committed since from memory; the others serve all of these from memory. Same view.
+        def blocks(url: str) -> list[tuple]:
+            docs = httpx.get(
+                url + "/v1/blocks", params={"from": first, "to": min(top, first + 99)}
+            ).json()
+            return [(b["height"], b["hash"], b["view"], b["tx_ids"]) for b in docs["blocks"]]
+
+        listed = [blocks(u) for u in urls]
+        assert len(listed[0]) == min(100, top - first + 1)
+        assert all(b == listed[0] for b in listed[1:])
         totals = httpx.get(urls[seq] + "/v1/ledger/totals", timeout=5).json()
         assert totals["conserved"] and totals["open_interest_balanced"]
 
