@@ -42,7 +42,7 @@ TX_IDS_TRIM_AT = 64
 """Blocks' transaction ids held before the first sweep of those at or below the cleared height
 (forks that never committed); the next sweep waits until the map doubles."""
 VERIFIED_CACHE_TXS = 50_000
-"""Transaction ids whose signature this node checked: six maximal blocks' worth."""
+"""Transactions whose signature this node checked: six maximal blocks' worth."""
 
 ROOT_HISTORY = 4_096
 """Applied heights whose state root is kept to check proposals against."""
@@ -81,7 +81,11 @@ class ChainApp:
         """The replica's block tree: ancestors of a new block, certified or not."""
         self.cleared_height = 0
         """Highest committed height whose transactions have left the mempool."""
-        self.verified: OrderedDict[bytes, None] = OrderedDict()
+        self.verified: OrderedDict[bytes, tuple[SignedTx, bytes]] = OrderedDict()
+        """signature → (transaction, id) of transactions whose signature this node checked.
+        A proposal's copy of one is recognised by an equal signature and an equal decoded
+        transaction (typed fields, so equal values are equal encodings): its id is not
+        computed again."""
         self.roots: OrderedDict[int, bytes] = OrderedDict()
         self.applied_height = 0
         self.applied_root = b""
@@ -97,8 +101,8 @@ class ChainApp:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def note_verified(self, tx_id: bytes) -> None:
-        self.verified[tx_id] = None
+    def note_verified(self, tx: SignedTx, tx_id: bytes) -> None:
+        self.verified[tx.signature] = (tx, tx_id)
         if len(self.verified) > VERIFIED_CACHE_TXS:
             self.verified.popitem(last=False)
 
@@ -217,17 +221,20 @@ class ChainApp:
         if known is not None and known != block.state_root:
             return "state_root_mismatch"
         ids = []
+        verified = self.verified
         for tx in block.txs:
+            known = verified.get(tx.signature)
+            if known is not None and (known[0] is tx or known[0] == tx):
+                ids.append(known[1])
+                continue
             body = tx.body
-            body_bytes = body.encode()
-            msg = signing_bytes(body.DOMAIN, self.chain_id, body_bytes)
-            tx_id = sha256(msg)
-            if tx_id not in self.verified and tx_id not in self.mempool:
+            tx_id = sha256(signing_bytes(body.DOMAIN, self.chain_id, body.encode()))
+            if tx_id not in self.mempool:
                 try:
                     tx.verify(self.chain_id)
                 except SignatureError:
                     return "bad_transaction_signature"
-                self.note_verified(tx_id)
+            self.note_verified(tx, tx_id)
             ids.append(tx_id)
         id_set = frozenset(ids)
         if len(id_set) != len(ids):

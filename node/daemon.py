@@ -332,7 +332,7 @@ class Node:
                 tx.body, self.applied_height + 1, self.market_by_id, self.validator_set
             )
             if reason == Reason.OK:
-                self.app.note_verified(tx_id)
+                self.app.note_verified(tx, tx_id)
                 batch.append((tx, tx_id, raw))
             elif reason == Reason.EXPIRED:
                 self._expired(tx_id, self.applied_height + 1)
@@ -563,7 +563,7 @@ class Node:
             return Verdict.IGNORE
         if reason:
             return Verdict.REJECT
-        self.app.note_verified(tx_id)
+        self.app.note_verified(tx, tx_id)
         _remember(self._decoded_txs, payload, (tx, tx_id), DECODED_TXS_AHEAD)
         return Verdict.ACCEPT
 
@@ -860,7 +860,7 @@ class Node:
                 self.metrics.rejected.labels(reason=reason.name).inc()
                 answers[i] = Admission(tx_id, reason.name, int(reason), _action_detail(action))
                 continue
-            self.app.note_verified(tx_id)
+            self.app.note_verified(tx, tx_id)
             batch.append((tx, tx_id, raw))
             where.append(i)
         if batch:

@@ -50,3 +50,23 @@ def test_a_proposal_skips_what_the_replica_committed_above_a_lagging_ledger() ->
     for block in blocks:
         pool.remove(app.note_committed(block, app._hash(block)))
     assert app.block_tx_ids == {} and app.cleared_height == 100
+
+
+def test_a_copied_signature_on_a_changed_body_is_verified_not_looked_up() -> None:
+    """Transactions verified on arrival are recognised in a proposal by signature and value;
+    a Byzantine leader that pairs a known signature with another body gets no vote."""
+    pool = Mempool()
+    app = ChainApp(CHAIN, pool, 500, clock_ms=lambda: 10**12)
+    known = pending(7)
+    app.note_verified(known.tx, known.tx_id)
+    forged = type(known.tx)(Cancel(ALICE.public_key, 8, 10_000, CancelAll(0)), known.tx.signature)
+    parent = genesis_block_hash(CHAIN)
+    qc = QuorumCert(VoteData(0, 0, parent), (), ())
+
+    def block(*txs) -> Block:
+        return Block(1, 1, 0, parent, qc, 0, 1, 0, bytes(32), txs, ())
+
+    assert app._refusal(block(known.tx), None) is None
+    assert app._refusal(block(forged), None) == "bad_transaction_signature"
+    honest = block(known.tx)
+    assert app.block_tx_ids[app._hash(honest)] == (1, (known.tx_id,))
