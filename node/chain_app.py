@@ -42,7 +42,8 @@ TX_IDS_TRIM_AT = 64
 """Blocks' transaction ids held before the first sweep of those at or below the cleared height
 (forks that never committed); the next sweep waits until the map doubles."""
 VERIFIED_CACHE_TXS = 50_000
-"""Transactions whose signature this node checked: six maximal blocks' worth."""
+"""Transactions whose signature this node checked and that no committed block holds yet (as
+many as the mempool holds)."""
 
 ROOT_HISTORY = 4_096
 """Applied heights whose state root is kept to check proposals against."""
@@ -136,6 +137,9 @@ class ChainApp:
         """
         known = self.block_tx_ids.pop(block_hash, None)
         ids = self._tx_ids(block) if known is None else known[1]
+        verified = self.verified
+        for tx in block.txs:  # final: only a repeat would look them up again (and re-verify)
+            verified.pop(tx.signature, None)
         if block.state_height > self.applied_height:
             self.expected_roots[block.state_height] = block.state_root
         elif block.state_height and self.roots.get(block.state_height, block.state_root) != (
@@ -154,7 +158,15 @@ class ChainApp:
         return ids
 
     def _tx_ids(self, block: Block) -> tuple[bytes, ...]:
-        return tuple(tx.tx_id(self.chain_id) for tx in block.txs)
+        verified, chain_id = self.verified, self.chain_id
+        ids = []
+        for tx in block.txs:
+            known = verified.get(tx.signature)
+            if known is not None and (known[0] is tx or known[0] == tx):
+                ids.append(known[1])
+            else:
+                ids.append(tx.tx_id(chain_id))
+        return tuple(ids)
 
     def _pending_in_ancestors(self, parent_hash: bytes) -> set[bytes]:
         """Transaction ids in the new block's ancestors whose ids are still in the mempool."""
