@@ -129,12 +129,14 @@ class _Compiler:
             return [f"{ind}if {x} is None:", f"{ind}    n += 1", f"{ind}    {y} = None",
                     f"{ind}else:", *inner]  # fmt: skip
         if isinstance(kind, OneOf):
-            table = self.const({c.WIRE_TAG: decoder_for_lazy(c) for c in kind.classes})
+            table: dict[int, Decoder] = {}
+            table.update({c.WIRE_TAG: _Lazy(table, c) for c in kind.classes})
+            table = self.const(table)
             return [
                 f"{ind}if type({x}) is not _list or not {x}: raise Slow",
                 f"{ind}_d = {table}.get({x}[0]) if type({x}[0]) is _int else None",
                 f"{ind}if _d is None: raise Slow",
-                f"{ind}{y}, _s = _d()({x})",
+                f"{ind}{y}, _s = _d({x})",
                 f"{ind}n += _s",
             ]
         if isinstance(kind, ListOf):
@@ -200,6 +202,17 @@ def decoder_for(cls: type[Struct]) -> Decoder:
     return dec
 
 
-def decoder_for_lazy(cls: type[Struct]) -> Callable[[], Decoder]:
-    """Nested types are compiled when first met, so recursive schemas cannot loop."""
-    return lambda: decoder_for(cls)
+class _Lazy:
+    """A tag's decoder in a ``OneOf`` table until first use, when it puts the real one in its
+    place: nested types are compiled when first met (so recursive schemas cannot loop), and
+    after that a dispatch is one dict lookup and one call."""
+
+    __slots__ = ("cls", "table")
+
+    def __init__(self, table: dict[int, Decoder], cls: type[Struct]) -> None:
+        self.table = table
+        self.cls = cls
+
+    def __call__(self, value: Any) -> tuple[Struct, int]:
+        dec = self.table[self.cls.WIRE_TAG] = decoder_for(self.cls)
+        return dec(value)
