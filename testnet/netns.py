@@ -21,9 +21,14 @@ connect fails with EINVAL; a segment of an established connection is not sent, a
 with the application's next write once the route is gone). Both ends of a link carry the route,
 so both directions are cut, and the connections stay open unless the nodes' own timeouts close
 them. A *silent* partition routes each cut peer through an address nobody holds
-(10.213.<k>.253) instead: segments leave the socket as if sent and are lost on the way (ARP is
-never answered), as behind a failed switch, so TCP backs off its retransmissions exactly as on
-a real outage. The bridge address is in no group, so the launcher, the load generator and the
+(10.213.<k>.253) whose neighbour entry is fixed (``nud permanent``) to a MAC address nobody
+holds either: segments leave the sender's interface and are lost on the bridge, as behind a
+failed switch, so TCP retransmits on its own timer and backs off exactly as on a real outage.
+The entry must be fixed: were the kernel left to resolve the address by ARP, it would hold
+every segment in the neighbour's queue for the whole resolution (six probes a second apart
+here), and TCP does not retransmit a segment whose earlier copy is still queued in the host —
+so a cut link would carry nothing until ARP gave up, about 6 s after the cut, whenever the heal
+came. The bridge address is in no group, so the launcher, the load generator and the
 invariant checker still reach every node's RPC. ``heal`` deletes the routes of either kind.
 
 Everything here runs ``ip`` (iproute2) as root; :func:`available` says whether this machine
@@ -64,7 +69,11 @@ SUBNETS = range(1, 251)
 HOST_OCTET = 254
 """The bridge (the root namespace's address on the network): 10.213.<k>.254."""
 VOID_OCTET = 253
-"""Never assigned: ``partition(silent=True)`` routes cut peers through it (ARP never answers)."""
+"""Never assigned: ``partition(silent=True)`` routes cut peers through it."""
+VOID_MAC_PREFIX = "02:00:0a:d5"
+"""The void address's fixed link-layer address is 02:00:0a:d5:<k>:fd: locally administered
+(the 02 bit), never given to an interface, so frames sent to it reach no one (the bridge
+floods them and every interface drops them as not its own)."""
 MAX_NODES = 99
 """Node i is 10.213.<k>.<i+1>, and ``ls<k>v<i>`` must fit IFNAMSIZ - 1 = 15 characters."""
 IP_TIMEOUT_S = 10.0
@@ -100,6 +109,11 @@ class Layout:
     def void_ip(self) -> str:
         """An address of the subnet no one holds: a route through it leads nowhere."""
         return f"{SUBNET_PREFIX}.{self.k}.{VOID_OCTET}"
+
+    @property
+    def void_mac(self) -> str:
+        """The link-layer address the void address is fixed to (no interface holds it)."""
+        return f"{VOID_MAC_PREFIX}:{self.k:02x}:{VOID_OCTET:02x}"
 
     @property
     def namespaces(self) -> list[str]:
@@ -276,11 +290,14 @@ def partition(layout: Layout, groups: Sequence[set[int]], silent: bool = False) 
         raise ValueError(f"groups {groups} must hold each of the {layout.n_nodes} nodes once")
     group_of = {i: g for g in groups for i in g}
     via = f"via {layout.void_ip} dev eth0"
+    # Fixed, so the kernel sends at once rather than queue segments while it asks for it by ARP.
+    void = f"neigh replace {layout.void_ip} lladdr {layout.void_mac} nud permanent dev eth0"
     scripts = []
     for i in range(layout.n_nodes):
         cut = [ip for j, ip in enumerate(layout.ips) if j not in group_of[i]]
         scripts.append(
             _heal_script(layout)
+            + ([void] if silent and cut else [])
             + [
                 f"route add {ip}/32 {via}" if silent else f"route add blackhole {ip}/32"
                 for ip in cut
