@@ -7,6 +7,7 @@ objects; the replica never keeps a reference to a mutable input.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -31,11 +32,12 @@ class TimerKind(Enum):
 class Start:
     """Boot or restart. ``safety`` is the persisted safety state (None on first boot);
     ``committed`` the blocks the node has stored as committed, in height order (may be only
-    the most recent few epochs: the replica needs the last three epochs to elect leaders)."""
+    the most recent few epochs: the replica needs the last three epochs to elect leaders).
+    It is iterated once, so a node may decode the blocks as the replica takes them."""
 
     now_ms: int
     safety: SafetyState | None = None
-    committed: tuple[CommittedBlock, ...] = ()
+    committed: Iterable[CommittedBlock] = ()
     pending: tuple[Block, ...] = ()
     """Blocks stored by ``PersistBlock`` above the committed height, in any order."""
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -441,20 +441,30 @@ class Node:
         )
         self._perform(self.replica.handle(Start(now_ms(), safety, committed, pending)))
 
-    async def _recent_committed(self, tip: int) -> tuple[CommittedBlock, ...]:
+    async def _recent_committed(self, tip: int) -> Iterator[CommittedBlock]:
+        """The last epochs' committed blocks for the replica's ``Start``, decoded one at a time
+        as the replica takes them: it keeps only the newest few whole, so decoding them all
+        first would make a restart's memory peak several hundred full blocks high."""
         store = self.block_store
         assert store is not None
         want = RESTART_BLOCKS_PER_EPOCH * self.genesis.timing.epoch_views
-        first = max(1, tip - want + 1)
-        out: list[CommittedBlock] = []
-        h = first
+        rows: deque[StoredBlock] = deque()
+        h = max(1, tip - want + 1)
         while h <= tip:
-            for stored in await self.worker.run(store.range, h, tip):
+            got = await self.worker.run(store.range, h, tip)
+            if not got:
+                break
+            rows.extend(got)
+            h = got[-1].height + 1
+
+        def decoded() -> Iterator[CommittedBlock]:
+            while rows:
+                stored = rows.popleft()
                 block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
                 qc = decode(stored.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
-                out.append(CommittedBlock(block, qc))
-                h = stored.height + 1
-        return tuple(out)
+                yield CommittedBlock(block, qc)
+
+        return decoded()
 
     # ================================================================== consensus driver
 
