@@ -92,7 +92,7 @@ Level = dict[int, RestingOrder]
 class Book:
     """Bids and asks of one market."""
 
-    __slots__ = ("ask_prices", "asks", "bid_prices", "bids", "market")
+    __slots__ = ("ask_lots", "ask_prices", "asks", "bid_lots", "bid_prices", "bids", "market")
 
     def __init__(self, market: int) -> None:
         self.market = market
@@ -100,6 +100,10 @@ class Book:
         self.asks: dict[int, Level] = {}
         self.bid_prices: list[int] = []  # ascending; best bid is last
         self.ask_prices: list[int] = []  # ascending; best ask is first
+        self.bid_lots: dict[int, int] = {}
+        self.ask_lots: dict[int, int] = {}
+        """Remaining lots resting at each price, kept as orders come, fill and go: depth
+        queries cost the number of levels, not the number of orders."""
 
     # ----------------------------------------------------------------------- queries
 
@@ -119,14 +123,18 @@ class Book:
 
     def l2(self, depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Aggregated (price, total lots) per level, best first, at most ``depth`` per side."""
-        bids = [
-            (p, sum(o.remaining for o in self.bids[p].values()))
-            for p in reversed(self.bid_prices[-depth:] if depth else [])
-        ]
-        asks = [
-            (p, sum(o.remaining for o in self.asks[p].values())) for p in self.ask_prices[:depth]
-        ]
+        bid_lots, ask_lots = self.bid_lots, self.ask_lots
+        bids = [(p, bid_lots[p]) for p in reversed(self.bid_prices[-depth:] if depth else [])]
+        asks = [(p, ask_lots[p]) for p in self.ask_prices[:depth]]
         return bids, asks
+
+    def level_lots_consistent(self) -> bool:
+        """The kept totals equal the sums over the orders (an invariant, for assertions)."""
+        for levels, lots in ((self.bids, self.bid_lots), (self.asks, self.ask_lots)):
+            sums = {p: sum(o.remaining for o in lv.values()) for p, lv in levels.items()}
+            if sums != lots:
+                return False
+        return True
 
     def orders(self) -> Iterator[RestingOrder]:
         """Every resting order, bids best-first then asks best-first, each level in time order."""
@@ -151,25 +159,37 @@ class Book:
         """Append an order at the back of its price level."""
         assert order.remaining > 0 and order.market == self.market
         if order.side == BUY:
-            levels, prices = self.bids, self.bid_prices
+            levels, prices, lots = self.bids, self.bid_prices, self.bid_lots
         else:
-            levels, prices = self.asks, self.ask_prices
+            levels, prices, lots = self.asks, self.ask_prices, self.ask_lots
         level = levels.get(order.price)
         if level is None:
             level = levels[order.price] = {}
             insort(prices, order.price)
+            lots[order.price] = order.remaining
+        else:
+            lots[order.price] += order.remaining
         level[order.order_id] = order
+
+    def fill(self, order: RestingOrder, lots: int) -> None:
+        """``lots`` of a resting order traded; it stays in place (``remove`` it at zero)."""
+        assert 0 < lots <= order.remaining
+        order.remaining -= lots
+        (self.bid_lots if order.side == BUY else self.ask_lots)[order.price] -= lots
 
     def remove(self, order: RestingOrder) -> None:
         """Take an order out of the book (cancel or full fill)."""
         if order.side == BUY:
-            levels, prices = self.bids, self.bid_prices
+            levels, prices, lots = self.bids, self.bid_prices, self.bid_lots
         else:
-            levels, prices = self.asks, self.ask_prices
+            levels, prices, lots = self.asks, self.ask_prices, self.ask_lots
         level = levels[order.price]
         del level[order.order_id]
         if not level:
             del levels[order.price]
+            del lots[order.price]
             i = bisect_left(prices, order.price)
             assert prices[i] == order.price
             del prices[i]
+        else:
+            lots[order.price] -= order.remaining

@@ -532,7 +532,7 @@ class Exchange:
         maker_acct.collateral -= maker_fee
         led.credit(led.accounts[FEE_ACCOUNT], fee_total)
         self._unindex_order(maker, lots)
-        maker.remaining -= lots
+        self.books[market].fill(maker, lots)
         self.touched_orders.add(maker.order_id)
         if maker.remaining == 0:
             self._drop_order(maker, Reason.OK)

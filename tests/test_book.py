@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from lockstep.consensus.actions import Side
 from lockstep.node.book import Book, RestingOrder
 
@@ -60,3 +62,28 @@ def test_snapshot_compares_queue_order() -> None:
         for i in ids:
             b.add(order(i, Side.BUY, 100, 1))
     assert b1.snapshot() != b2.snapshot()
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40), st.integers(1, 5)), max_size=80))
+def test_level_totals_follow_adds_fills_and_removes(ops: list[tuple[int, int, int]]) -> None:
+    """The kept per-level totals (what depth queries read) always equal the orders' sums."""
+    b = Book(0)
+    resting: list[RestingOrder] = []
+    for oid, (op, pick, n) in enumerate(ops, 1):
+        if op == 0 or not resting:
+            side = Side.BUY if pick % 2 else Side.SELL
+            price = 100 - pick % 7 if side == Side.BUY else 101 + pick % 7
+            o = order(oid, side, price, n)
+            b.add(o)
+            resting.append(o)
+        else:
+            o = resting[pick % len(resting)]
+            lots = min(n, o.remaining)
+            if op == 1 and lots < o.remaining:
+                b.fill(o, lots)
+            else:
+                b.remove(o)
+                resting.remove(o)
+        assert b.level_lots_consistent()
+    expect_bids = sorted({o.price for o in resting if o.side == Side.BUY}, reverse=True)
+    assert [p for p, _ in b.l2(100)[0]] == expect_bids

@@ -180,6 +180,7 @@ class ExchangeMachine(RuleBasedStateMachine):
     def books_not_crossed(self) -> None:
         for book in self.h.ex.books.values():
             assert not book.is_crossed()
+            assert book.level_lots_consistent()
 
     @invariant()
     def open_interest_balanced(self) -> None:

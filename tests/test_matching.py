@@ -21,7 +21,7 @@ class Recorder:
 
     def fill(self, o: RestingOrder, lots: int, price: int) -> None:
         self.fills.append((o.order_id, lots, price))
-        o.remaining -= lots
+        self.book.fill(o, lots)
         sign = 1 if o.side == Side.BUY else -1
         self.positions[o.owner] = self.positions.get(o.owner, 0) + sign * lots
         if o.remaining == 0:
