@@ -233,6 +233,12 @@ class Host:
             self._remember(mid, self.key, payload)
         return self._fan_out(encode_frame(kind, payload), priority_of(kind), None)
 
+    def flush(self) -> None:
+        """Write every peer's queued gossip now: the caller just queued a batch (an RPC request
+        of many orders), which gains nothing from waiting ``tx_flush_delay_s`` for more."""
+        for conn in self._conns.values():
+            conn.flush()
+
     def send(self, peer: bytes, kind: Kind, payload: bytes) -> bool:
         """Queue a message for one peer; False if not connected (or its queue is full)."""
         if kind not in APP_KINDS:

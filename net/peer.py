@@ -95,6 +95,8 @@ class PeerConnection:
         self._queued_bytes = [0, 0, 0]
         self._wake = trio.Event()
         self._urgent = trio.Event()
+        self._flush = False
+        """Write queued orders without the gossip delay (a burst that is already a batch)."""
         self._cancel = trio.CancelScope()
         self.close_reason: str | None = None
         self.close_detail = ""
@@ -146,6 +148,15 @@ class PeerConnection:
         if qb[1] >= TX_FLUSH_BYTES and not self._urgent.is_set():
             self._urgent.set()
         return True
+
+    def flush(self) -> None:
+        """Send the queued orders now rather than after ``tx_flush_delay_s``."""
+        if self.successor is not None:
+            self.successor.flush()
+            return
+        self._flush = True
+        if not self._urgent.is_set():
+            self._urgent.set()
 
     def retire(self, successor: PeerConnection) -> None:
         """Hand every unsent frame, and all later sends, to ``successor``; keep reading.
@@ -251,12 +262,19 @@ class PeerConnection:
             if not (queues[0] or queues[1] or queues[2]):
                 self._wake = trio.Event()
                 await self._wake.wait()
-            if delay > 0 and not queues[0] and not queues[2] and qb[1] < TX_FLUSH_BYTES:
+            if (
+                delay > 0
+                and not self._flush
+                and not queues[0]
+                and not queues[2]
+                and qb[1] < TX_FLUSH_BYTES
+            ):
                 # Only gossip queued: give it ``delay`` to grow into a bigger write, unless a
                 # consensus or control frame arrives meanwhile.
                 self._urgent = trio.Event()
                 with trio.move_on_after(delay):
                     await self._urgent.wait()
+            self._flush = False
             parts: list[bytes] = []
             budget = WRITE_BATCH_BYTES
             for prio in (0, 1, 2):

@@ -646,6 +646,8 @@ class Node:
                 self.metrics.rejected.labels(reason=reason.name).inc()
             out.append((reason, action))
         if added:
+            if gossip and added > 1 and self.host is not None:
+                self.host.flush()
             self.metrics.mempool.set(len(self.mempool))
             self._post(TransactionsAvailable(now_ms()))
         return out

@@ -205,6 +205,38 @@ async def test_consensus_frames_overtake_queued_order_gossip() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_flush_sends_queued_orders_without_the_gossip_delay() -> None:
+    """Orders wait up to ``tx_flush_delay_s`` to share a write; a flush (an RPC batch just
+    queued) sends them at once."""
+    g, s = net_genesis(2)
+    async with trio.open_nursery() as nursery:
+        hosts = [
+            await start_host(
+                nursery,
+                g,
+                s[i],
+                seed=i,
+                tx_flush_delay_s=3.0,
+                ping_interval_s=5.0,
+                idle_timeout_s=10.0,
+            )
+            for i in range(2)
+        ]
+        link_all(hosts)
+        await wait_mesh(hosts)
+        got: list = []
+        nursery.start_soon(collect, hosts[1], got)
+        await trio.sleep(0.2)  # let the writer settle into its idle wait
+        hosts[0].broadcast(Kind.TX, b"order-a")
+        await trio.sleep(0.3)
+        assert got == []  # still held for the delay
+        hosts[0].broadcast(Kind.TX, b"order-b")
+        hosts[0].flush()
+        with trio.fail_after(1.0):
+            await wait_for(lambda: len(got) == 2)
+        nursery.cancel_scope.cancel()
+
+
 async def test_direct_messages_reach_one_peer_and_are_not_forwarded() -> None:
     g, s = net_genesis(3)
     async with trio.open_nursery() as nursery:
