@@ -11,7 +11,7 @@ Prints, from one run on this machine:
   * RSS per node; with ``--soak N``, RSS again after N more actions at half the peak rate
     (goal ≤ 200 MB after a million: ``--soak 1000000``, about ten minutes).
 
-    python bench/testnet.py [--rates 500 1000 2000 4000] [--seconds 8] [--soak N]
+    python bench/testnet.py [--rates 500 1000 2000 3000 4000] [--seconds 8] [--soak N]
 
 Orders are signed before each load step (signing is not what is measured), and submitted in
 batches of 100 through the real RPC of every node in turn; commit times come from polling the
@@ -204,7 +204,7 @@ def rss_mb(pid: int | None) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 2000, 4000])
+    ap.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 2000, 3000, 4000])
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds per load step")
     ap.add_argument(
         "--soak", type=int, default=0, help="then this many more actions, for RSS (0: skip)"
