@@ -6,8 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from lockstep.node import ledger
 from lockstep.node.executor import Exchange, ExchangeHalted
 from lockstep.node.ledger import (
+    COMMIT_EVERY_BLOCKS,
     AccountState,
     ConservationError,
     Ledger,
@@ -83,17 +85,26 @@ def test_u64_round_trip() -> None:
 
 def test_reopen_rebuilds_identical_state(tmp_path: Path) -> None:
     h = Harness(tmp_path / "x.db")
-    h.ok(h.oracle(100), h.place("alice", SELL, 101, 5, cid=2**64 - 1),
-         h.place("alice", SELL, 101, 2), h.place("bob", BUY, 99, 4),
-         h.place("bob", BUY, 101, 3))
+    h.ok(
+        h.oracle(100),
+        h.place("alice", SELL, 101, 5, cid=2**64 - 1),
+        h.place("alice", SELL, 101, 2),
+        h.place("bob", BUY, 99, 4),
+        h.place("bob", BUY, 101, 3),
+    )
     h.ok(h.transfer("bob", "alice", 10 * USD), h.withdraw("alice", 5 * USD))
     ex = h.ex
     snap = (ex.book_snapshot(), ex.records(), ex.state_root, ex.next_order_id, len(ex.replay))
     dump = ex.store.dump()
     ex.close()
     ex2 = Exchange.open(h.path, h.genesis)
-    assert (ex2.book_snapshot(), ex2.records(), ex2.state_root, ex2.next_order_id,
-            len(ex2.replay)) == snap
+    assert (
+        ex2.book_snapshot(),
+        ex2.records(),
+        ex2.state_root,
+        ex2.next_order_id,
+        len(ex2.replay),
+    ) == snap
     assert ex2.store.dump() == dump
     assert ex2.state_root == full_root(ex2.records())
     assert ex2.open_orders(h.key("alice"))[0].client_id == 2**64 - 1
@@ -156,8 +167,13 @@ def test_same_blocks_same_file_contents_and_root(tmp_path: Path) -> None:
 
     def run(*txs: object, dt: int = 100) -> None:
         r = h.block(*txs, dt=dt)
-        blocks.append((r.height, r.timestamp_ms, [t for x in txs for t in
-                                                  (x if isinstance(x, list) else [x])]))
+        blocks.append(
+            (
+                r.height,
+                r.timestamp_ms,
+                [t for x in txs for t in (x if isinstance(x, list) else [x])],
+            )
+        )
 
     run(h.oracle(100), h.place("alice", SELL, 100, 30), h.place("carol", BUY, 100, 60))
     run(h.place("bob", SELL, 102, 10), h.place("alice", BUY, 98, 10), dt=600)
@@ -169,3 +185,27 @@ def test_same_blocks_same_file_contents_and_root(tmp_path: Path) -> None:
     assert other.state_root == h.ex.state_root
     assert other.store.dump() == h.ex.store.dump()
     assert other.book_snapshot() == h.ex.book_snapshot()
+
+
+def test_blocks_share_a_transaction_and_a_crash_loses_only_uncommitted_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks are committed a few at a time; what a crash leaves in the file is a prefix of
+    the blocks (the block store replays the rest), and the writer's reads see them all."""
+    monkeypatch.setattr(ledger, "COMMIT_EVERY_S", 3600.0)  # count blocks only, however slow
+    h = Harness(tmp_path / "x.db")
+    for i in range(3):
+        h.ok(h.place("alice", SELL, 101 + i, 1))
+    assert h.ex.store.rows("SELECT MAX(height) FROM blocks") == [(3,)]  # its own connection
+    after_crash = sqlite3.connect(h.path)  # another reader sees the last commit only
+    assert after_crash.execute("SELECT MAX(height) FROM blocks").fetchall() == [(None,)]
+    for _ in range(COMMIT_EVERY_BLOCKS):
+        h.ok()
+    committed = after_crash.execute("SELECT MAX(height) FROM blocks").fetchone()[0]
+    assert committed == COMMIT_EVERY_BLOCKS - 1  # heights 0 (genesis) to 31 made one commit
+    assert committed < h.ex.height
+    after_crash.close()
+    snap = (h.ex.state_root, h.ex.records())
+    h.ex.close()  # a clean stop commits the rest
+    ex = Exchange.open(h.path, h.genesis)
+    assert ex.height == 3 + COMMIT_EVERY_BLOCKS and (ex.state_root, ex.records()) == snap
