@@ -3,9 +3,10 @@
 Theory of operation: a replica is in view ``v`` once it holds a QC or a TC for ``v - 1`` (its
 *highest* certificates are kept here). Entering through a QC resets the backoff; each view
 entered through a TC doubles the next timeout, up to the genesis maximum, so after the network
-stabilises honest replicas' views overlap long enough for a leader to finish. Any certificate
-seen anywhere (a proposal's QC or TC, a timeout's high QC, a peer's ``SyncInfo``) moves the
-replica forward: that is view synchronisation.
+stabilises honest replicas' views overlap long enough for a leader to finish. A QC for the
+previous view that arrives after a replica entered through its TC resets the backoff too. Any
+certificate seen anywhere (a proposal's QC or TC, a timeout's high QC, a peer's ``SyncInfo``)
+moves the replica forward: that is view synchronisation.
 
 Timeouts for a view are collected here by signer; the first set of quorum weight forms a TC. A
 set of weak weight (f + 1, so at least one honest replica gave up on the view) lets a replica
@@ -71,6 +72,16 @@ class Pacemaker:
         """Record a verified QC; True if it is a new highest."""
         if qc.view > self.high_qc.view:
             self.high_qc = qc
+            return True
+        return False
+
+    def previous_view_certified(self) -> bool:
+        """After entering through a TC, the QC for the view before this one arrived (its votes
+        were held up, say by a partition that just healed): that view succeeded after all, so
+        the backoff resets. True if it did (the caller restarts the view timer at the base
+        timeout); a replica left waiting a doubled timeout would hold up the next view."""
+        if self.consecutive_timeouts and self.high_qc.view == self.view - 1:
+            self.consecutive_timeouts = 0
             return True
         return False
 

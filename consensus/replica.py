@@ -310,6 +310,9 @@ class Replica:
             self._maybe_commit(node, qc)
         if self.pacemaker.observe_qc(qc):
             self._advance_view()
+            if self.pacemaker.previous_view_certified():
+                at = self._now + self.pacemaker.timeout_ms()
+                self._out.append(SetTimer(TimerKind.VIEW, self.view, at))
 
     def _process_tc(self, tc: TimeoutCert, source: int) -> None:
         self._process_qc(tc.high_qc, source)

@@ -392,6 +392,31 @@ def test_pacemaker_backoff_and_timeout_certificate() -> None:
         pm.enter(view, via_tc=True)
         assert pm.timeout_ms() == expected
     assert not pm.observe_tc(make_tc(g, keys, 2, gqc, {0: 0, 1: 0, 2: 0}))  # not higher
+    assert not pm.previous_view_certified()  # the highest QC is older than view 4
+
+
+def test_a_late_qc_for_the_previous_view_resets_the_backoff() -> None:
+    """Entered view 3 through TC(2), then QC(2) arrives (its votes were held up): view 2 did
+    succeed, so the next timeout is the base one again, not a doubled one."""
+    from lockstep.consensus.messages import QuorumCert, VoteData
+    from lockstep.consensus.pacemaker import Pacemaker
+    from lockstep.consensus.quorum import genesis_qc
+
+    from .test_quorum import make_tc
+
+    g, keys = make_genesis(4)
+    gqc = genesis_qc(g.chain_id)
+    pm = Pacemaker(100, 800, gqc)
+    pm.enter(1, via_tc=False)
+    pm.observe_qc(QuorumCert(VoteData(1, 1, b"b" * 32), (), ()))
+    pm.enter(2, via_tc=False)
+    pm.observe_tc(make_tc(g, keys, 2, gqc, {0: 0, 1: 0, 2: 0}))
+    pm.enter(3, via_tc=True)
+    assert pm.timeout_ms() == 200 and not pm.previous_view_certified()
+    assert pm.observe_qc(QuorumCert(VoteData(2, 2, b"c" * 32), (), ()))  # unsigned: not checked
+    assert pm.next_view()[0] == 3  # no view change: already in 3
+    assert pm.previous_view_certified() and pm.timeout_ms() == 100
+    assert not pm.previous_view_certified()  # once
 
 
 def test_timeouts_from_f_plus_one_make_a_replica_join_and_a_quorum_forms_a_tc() -> None:

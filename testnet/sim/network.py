@@ -24,6 +24,11 @@ class Partition:
     end_ms: int
     groups: tuple[frozenset[int], ...]
     """Validator indices per side; messages between sides are lost while it lasts."""
+    held_ms: int | None = None
+    """If set, messages across the cut are held, not lost, as TCP keeps retransmitting them:
+    each direction of each cut link delivers them, in order, at ``end_ms`` plus a delay drawn
+    from ``[0, held_ms]`` (where its retransmission timer happens to be), and stays in order
+    after that."""
 
     def cuts(self, now_ms: int, a: int, b: int) -> bool:
         if not self.start_ms <= now_ms < self.end_ms:
@@ -84,21 +89,35 @@ class SimNetwork:
         self.rng = rng
         self.sent = 0
         self.dropped = 0
+        self._released: dict[tuple[int, int, int], int] = {}
+        self._in_order: dict[tuple[int, int], int] = {}
+        """Links that held messages: the latest arrival so far (TCP delivers in order)."""
 
     def deliveries(self, now_ms: int, src: int, dst: int) -> list[int]:
         """Arrival times of one message from ``src`` to ``dst`` sent at ``now_ms``."""
         f = self.faults
         self.sent += 1
         stable = now_ms >= f.gst_ms
+        not_before = self._in_order.get((src, dst))
         if not stable:
-            if any(p.cuts(now_ms, src, dst) for p in f.partitions):
-                self.dropped += 1
-                return []
-            if f.drop and self.rng.random() < f.drop:
+            for i, p in enumerate(f.partitions):
+                if not p.cuts(now_ms, src, dst):
+                    continue
+                if p.held_ms is None:
+                    self.dropped += 1
+                    return []
+                key = (i, src, dst)
+                if key not in self._released:
+                    self._released[key] = p.end_ms + self.rng.randint(0, p.held_ms)
+                not_before = max(not_before or 0, self._released[key])
+            if f.drop and not_before is None and self.rng.random() < f.drop:
                 self.dropped += 1
                 return []
         lo, hi = f.stable_delay_ms if stable else f.delay_ms
         times = [now_ms + self.rng.randint(lo, hi)]
         if not stable and f.duplicate and self.rng.random() < f.duplicate:
             times.append(now_ms + self.rng.randint(lo, hi))
+        if not_before is not None:
+            times = [max(t, not_before) for t in times]
+            self._in_order[(src, dst)] = max(times)
         return times

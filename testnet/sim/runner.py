@@ -847,6 +847,44 @@ class Failover:
     """Longest gap between consecutive new heights after the crash, in base view timeouts."""
 
 
+PARTITION_TIMING = Timing(
+    view_timeout_ms=1_000,
+    view_timeout_max_ms=8_000,
+    block_interval_ms=50,
+    epoch_views=100,
+    max_clock_drift_ms=500,
+)
+"""The testnet's timing, so a heal here is comparable with a chaos run's."""
+
+
+def measure_partition_heal(seed: int, held_ms: int = 1_000, split_ms: int = 5_000) -> int | None:
+    """Four equal validators split 2|2 for ``split_ms``; what crossed the cut is held and
+    released per link within ``held_ms`` of the heal, as TCP's retransmissions deliver it.
+    Returns milliseconds from the heal to the second new height (None if none came)."""
+    rng = random.Random(seed)
+    cut = rng.randint(3_000, 4_000)
+    heal = cut + split_ms
+    order = list(range(4))
+    rng.shuffle(order)
+    side = frozenset(order[:2])
+    split = Partition(cut, heal, (side, frozenset(range(4)) - side), held_ms=held_ms)
+    # Stable (for the simulator's liveness bound) once the last held message is delivered.
+    faults = NetworkFaults(gst_ms=heal + held_ms, partitions=(split,))
+    sc = Scenario(
+        seed,
+        "held-partition",
+        (1, 1, 1, 1),
+        faults,
+        timing=PARTITION_TIMING,
+        max_ms=heal + 20_000,
+        commits_after_gst=6,
+    )
+    r = run_scenario(sc)
+    before = max((h for h, t in r.height_ms.items() if t <= heal), default=0)
+    reached = r.height_ms.get(before + 2)
+    return None if reached is None else reached - heal
+
+
 def measure_sequencer_failover(n: int, seed: int = 0, crash_at_ms: int = 400) -> Failover:
     rng = random.Random(seed)
     faults = NetworkFaults(delay_ms=(1, 10), stable_delay_ms=(1, 10))
