@@ -53,6 +53,7 @@ from lockstep.consensus.genesis import (
     Timing,
     Validator,
     default_markets,
+    default_timing,
 )
 from lockstep.consensus.messages import Block, Proposal, Vote, VoteData, decode_message
 from lockstep.consensus.quorum import CachingVerifier, ValidatorSet, Verifier, genesis_block_hash
@@ -847,13 +848,7 @@ class Failover:
     """Longest gap between consecutive new heights after the crash, in base view timeouts."""
 
 
-PARTITION_TIMING = Timing(
-    view_timeout_ms=1_000,
-    view_timeout_max_ms=8_000,
-    block_interval_ms=50,
-    epoch_views=100,
-    max_clock_drift_ms=500,
-)
+PARTITION_TIMING = default_timing()
 """The testnet's timing, so a heal here is comparable with a chaos run's."""
 
 
