@@ -51,11 +51,7 @@ def test_chaos_scenario_keeps_invariants(tmp_path: Path, scenario: str) -> None:
     "scenario",
     [
         "partition",
-        # A silent 2|2 split heals in 0.6-1.0 s, but about one heal in thirty takes 2.7 s
-        # against the 2.5 s bound: after the heal two replicas both lead the next view and it
-        # times out with a doubled timer (docs/design/node.md, partitions). A long run, not a
-        # CI gate, until the pacemaker restarts that timer.
-        pytest.param("silent-partition", marks=pytest.mark.slow),
+        "silent-partition",
     ],
 )
 def test_partition_keeps_invariants(tmp_path: Path, scenario: str) -> None:
