@@ -83,7 +83,8 @@ class ChainApp:
         self.cleared_height = 0
         """Highest committed height whose transactions have left the mempool."""
         self.verified: OrderedDict[bytes, tuple[SignedTx, bytes]] = OrderedDict()
-        """signature → (transaction, id) of transactions whose signature this node checked.
+        """signature → (transaction, id) of transactions whose signature this node checked,
+        noted as they enter the mempool (a refused one is not kept) and dropped at commit.
         A proposal's copy of one is recognised by an equal signature and an equal decoded
         transaction (typed fields, so equal values are equal encodings): its id is not
         computed again."""

@@ -117,8 +117,8 @@ EXPIRED_RESULTS = 100_000
 rare: an action expires only when no sequencer included it in time)."""
 RECENT_FILLS = 10_000
 """Fills held for ``wait=true`` callers between the commit and their wake-up."""
-RECENT_BLOCKS = 256
-"""Committed blocks kept as their RPC documents (tens of seconds at full load): pollers of
+RECENT_BLOCKS = 64
+"""Committed blocks kept as their RPC documents (seconds at full load): pollers of
 ``/v1/blocks`` read the newest blocks, which then cost no decode or re-encode."""
 MAX_COALESCED_SUBMISSIONS = 1_024
 """Single RPC submissions admitted together (and the queue bound before callers wait)."""
@@ -136,6 +136,9 @@ MEMPOOL_RESEND_AFTER_S = 3.0
 JOURNAL_REPLAY_PEER_WAIT_S = 5.0
 JOURNAL_REPLAY_CATCH_UP_WAIT_S = 30.0
 """At start, wait this long for peers before re-gossiping journalled transactions."""
+JOURNAL_REPLAY_CHUNK = 1_000
+"""Journalled transactions decoded and re-admitted at a time at start (most were included while
+the node was down, and are refused as replays): the journal may hold tens of thousands."""
 RESTART_BLOCKS_PER_EPOCH = 3
 """Committed blocks handed back to a restarting replica: this many epochs' worth of views."""
 
@@ -320,24 +323,25 @@ class Node:
                 self.applied_height == 0 and self.replica.pacemaker.high_qc.height == 0
             ):
                 await trio.sleep(0.1)
-        batch: list[tuple[SignedTx, bytes, bytes]] = []
-        for raw in raws:
-            try:
-                tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
-            except (CodecError, SignatureError):
-                continue
-            if tx_id in self._results:
-                continue
-            reason, _ = check_static(
-                tx.body, self.applied_height + 1, self.market_by_id, self.validator_set
-            )
-            if reason == Reason.OK:
-                self.app.note_verified(tx, tx_id)
-                batch.append((tx, tx_id, raw))
-            elif reason == Reason.EXPIRED:
-                self._expired(tx_id, self.applied_height + 1)
-        results = await self._admit_batch(batch, gossip=True) if batch else []
-        readmitted = sum(1 for r, _ in results if r == Reason.OK)
+        readmitted = 0
+        for first in range(0, len(raws), JOURNAL_REPLAY_CHUNK):
+            batch: list[tuple[SignedTx, bytes, bytes]] = []
+            for raw in raws[first : first + JOURNAL_REPLAY_CHUNK]:
+                try:
+                    tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
+                except (CodecError, SignatureError):
+                    continue
+                if tx_id in self._results:
+                    continue
+                reason, _ = check_static(
+                    tx.body, self.applied_height + 1, self.market_by_id, self.validator_set
+                )
+                if reason == Reason.OK:
+                    batch.append((tx, tx_id, raw))
+                elif reason == Reason.EXPIRED:
+                    self._expired(tx_id, self.applied_height + 1)
+            results = await self._admit_batch(batch, gossip=True) if batch else []
+            readmitted += sum(1 for r, _ in results if r == Reason.OK)
         self.log.info("journal_replayed", records=len(raws), readmitted=readmitted)
         while self.journal.flushing:
             await trio.sleep(0.01)
@@ -573,7 +577,6 @@ class Node:
             return Verdict.IGNORE
         if reason:
             return Verdict.REJECT
-        self.app.note_verified(tx, tx_id)
         _remember(self._decoded_txs, payload, (tx, tx_id), DECODED_TXS_AHEAD)
         return Verdict.ACCEPT
 
@@ -639,6 +642,7 @@ class Node:
                     out.append((pool, -1))
                     continue
                 added += 1
+                self.app.note_verified(tx, tx_id)  # every admitted transaction was verified
                 self._arrivals[tx_id] = time.monotonic()
                 if gossip and self.host is not None:
                     self.host.broadcast(Kind.TX, raw)
@@ -872,7 +876,6 @@ class Node:
                 self.metrics.rejected.labels(reason=reason.name).inc()
                 answers[i] = Admission(tx_id, reason.name, int(reason), _action_detail(action))
                 continue
-            self.app.note_verified(tx, tx_id)
             batch.append((tx, tx_id, raw))
             where.append(i)
         if batch:
