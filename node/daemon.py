@@ -136,6 +136,8 @@ MEMPOOL_RESEND_AFTER_S = 3.0
 JOURNAL_REPLAY_PEER_WAIT_S = 5.0
 JOURNAL_REPLAY_CATCH_UP_WAIT_S = 30.0
 """At start, wait this long for peers before re-gossiping journalled transactions."""
+COMMIT_BURST_BLOCKS = 256
+"""Committed blocks stored with one disk flush, at most (a catch-up commits them in bursts)."""
 JOURNAL_REPLAY_CHUNK = 1_000
 """Journalled transactions decoded and re-admitted at a time at start (most were included while
 the node was down, and are refused as replays): the journal may hold tens of thousands."""
@@ -661,23 +663,39 @@ class Node:
     async def _committer_loop(self) -> None:
         store = self.block_store
         assert store is not None
-        async for committed in self._commits_recv:
-            block = committed.block
-            if block.height <= self.applied_height:
-                continue  # already applied before a restart
-            block_hash = committed.qc.block_hash
-            ids = self.app.note_committed(block, block_hash)
-            self.mempool.remove(ids)  # now, not after applying: a proposal must not re-include them
-            stored = StoredBlock(
-                block.height, block_hash, block.view, block.encode(), committed.qc.encode()
-            )
-            await self.worker.run(store.append, stored)
-            recent = self._recent_blocks
-            recent[block.height] = _block_doc(block, block_hash, committed.qc, ids)
-            if len(recent) > RECENT_BLOCKS:
-                recent.popitem(last=False)
-            self.pending_store.prune(block.height)
-            await self._apply(block, block_hash, ids, replay=False)
+        async for first in self._commits_recv:
+            # Every commit already waiting is stored in one transaction (one disk flush): a node
+            # catching up commits hundreds of blocks in a burst.
+            burst = [first]
+            while len(burst) < COMMIT_BURST_BLOCKS:
+                try:
+                    burst.append(self._commits_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            todo = []
+            for committed in burst:
+                block = committed.block
+                if block.height <= self.applied_height:
+                    continue  # already applied before a restart
+                block_hash = committed.qc.block_hash
+                ids = self.app.note_committed(block, block_hash)
+                self.mempool.remove(ids)  # now, not after applying: never proposed again
+                todo.append((committed, block_hash, ids))
+            if not todo:
+                continue
+            stored = [
+                StoredBlock(c.block.height, h, c.block.view, c.block.encode(), c.qc.encode())
+                for c, h, _ in todo
+            ]
+            await self.worker.run(store.append_many, stored)
+            for committed, block_hash, ids in todo:
+                block = committed.block
+                recent = self._recent_blocks
+                recent[block.height] = _block_doc(block, block_hash, committed.qc, ids)
+                if len(recent) > RECENT_BLOCKS:
+                    recent.popitem(last=False)
+                self.pending_store.prune(block.height)
+                await self._apply(block, block_hash, ids, replay=False)
 
     async def _apply(
         self, block: Block, block_hash: bytes, ids: tuple[bytes, ...], replay: bool

@@ -102,3 +102,14 @@ def test_pending_blocks_logged_until_committed(tmp_path: Path) -> None:
     with open(tmp_path / "pending_blocks.log", "ab") as f:
         f.write(b"\x00\x00\x00\x09\x00")  # a torn record
     assert PendingBlockStore(tmp_path).load() == []
+
+
+def test_a_burst_of_blocks_is_stored_in_one_transaction(tmp_path: Path) -> None:
+    store = BlockStore(tmp_path / "blocks.sqlite")
+    store.append_many([StoredBlock(h, bytes([h]) * 32, h, b"b%d" % h, b"q") for h in (1, 2, 3)])
+    assert store.tip_height == 3 and [b.height for b in store.range(1, 10)] == [1, 2, 3]
+    with pytest.raises(AssertionError):
+        store.append_many([StoredBlock(5, bytes(32), 5, b"", b"")])  # a gap
+    assert store.tip_height == 3
+    store.close()
+    assert BlockStore(tmp_path / "blocks.sqlite").tip_height == 3
