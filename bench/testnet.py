@@ -7,7 +7,8 @@ Prints, from one run on this machine:
     with four verifying nodes on two cores);
   * latency at half the peak rate (goals p50 ≤ 100 ms, p99 ≤ 500 ms);
   * the gap in commits after the sequencer is SIGKILLed, in view timeouts (goal ≤ 2);
-  * the catch-up speed of a restarted node beside the live block rate (goal ≥ 10×);
+  * the catch-up speed of a restarted node beside the live block rate (goal ≥ 10×), once with
+    the network idle and once with it trading at half the peak while the node is down;
   * RSS per node; with ``--soak N``, RSS again after N more actions at half the peak rate
     (goal ≤ 200 MB after a million: ``--soak 1000000``, about ten minutes).
 
@@ -29,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -260,42 +262,54 @@ def main() -> None:
             f"{gap / VIEW_TIMEOUT_S:.2f} view timeouts (goal ≤ 2)"
         )
 
-        # Catch-up of a restarted node, against the live block rate while it was down: the
-        # others trade at half the peak meanwhile, so it falls hundreds of blocks behind.
-        down_s = 15.0
-        txs = sign_orders(traders, g.chain_id, int(half * down_s), height(others[0]) + 900)
-        h0, t0 = max(height(u) for u in others), time.monotonic()
-        trio.run(load_step, others, txs, half)
-        h1 = max(height(u) for u in others)
-        live_rate = (h1 - h0) / (time.monotonic() - t0)
-        net.nodes[seq].start()
-        t_start = time.monotonic()
-        while height(urls[seq]) < 0 and time.monotonic() - t_start < 60:
-            time.sleep(0.05)
-        t_up = time.monotonic()
-        # Sync needs peers: time the catch-up from when the node has a quorum of them (the
-        # others had been backing off their dials to it while it was down).
-        while peers(urls[seq]) < len(urls) - 2 and time.monotonic() - t_up < 30:
-            time.sleep(0.02)
-        t_peers = time.monotonic()
-        start_h = height(urls[seq])  # it may have fetched some already: counted from here
-        target = max(height(u) for u in others)
-        while height(urls[seq]) < target and time.monotonic() - t_peers < 120:
-            time.sleep(0.02)
-        took = max(1e-3, time.monotonic() - t_peers)
-        catch = (target - start_h) / took
-        print(
-            f"restarted node: process up in {t_up - t_start:.1f} s, peers in "
-            f"{t_peers - t_up:.1f} s more, then {target - start_h} blocks in {took:.2f} s = "
-            f"{catch:,.0f} blocks/s; live rate {live_rate:.1f} blocks/s "
-            f"(ratio {catch / max(live_rate, 1e-9):.0f}×, goal ≥ 10×)"
-        )
+        # Catch-up of a restarted node, against the live block rate while it was down: once
+        # with the network idle (empty blocks), once with it trading at half the peak, so the
+        # node falls hundreds of full blocks behind.
+        catch_up(net, seq, None)
+        net.nodes[seq].kill()
+        txs = sign_orders(traders, g.chain_id, int(half * 15), height(others[0]) + 900)
+        catch_up(net, seq, lambda: trio.run(load_step, others, txs, half))
         print("RSS per node: " + ", ".join(f"{n.name} {rss_mb(n.pid):.0f} MB" for n in net.nodes))
         if args.soak:
             soak(net, traders, g.chain_id, args.soak, half)
     finally:
         net.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def catch_up(net: Network, index: int, load: Callable[[], object] | None) -> None:
+    """Keep node ``index`` (killed) down for 15 s, or while ``load`` runs on the others; restart
+    it and print its catch-up speed beside the others' block rate meanwhile."""
+    urls = [n.rpc_url for n in net.nodes]
+    others = [u for i, u in enumerate(urls) if i != index]
+    h0, t0 = max(height(u) for u in others), time.monotonic()
+    if load is None:
+        time.sleep(15.0)
+    else:
+        load()
+    live_rate = (max(height(u) for u in others) - h0) / (time.monotonic() - t0)
+    net.nodes[index].start()
+    t_start = time.monotonic()
+    while height(urls[index]) < 0 and time.monotonic() - t_start < 60:
+        time.sleep(0.05)
+    t_up = time.monotonic()
+    # Sync needs peers: time the catch-up from when the node has a quorum of them (the others
+    # had been backing off their dials to it while it was down).
+    while peers(urls[index]) < len(urls) - 2 and time.monotonic() - t_up < 30:
+        time.sleep(0.02)
+    t_peers = time.monotonic()
+    start_h = height(urls[index])  # it may have fetched some already: counted from here
+    target = max(height(u) for u in others)
+    while height(urls[index]) < target and time.monotonic() - t_peers < 120:
+        time.sleep(0.02)
+    took = max(1e-3, time.monotonic() - t_peers)
+    rate = (target - start_h) / took
+    print(
+        f"restarted node ({'under load' if load else 'idle network'}): process up in "
+        f"{t_up - t_start:.1f} s, peers in {t_peers - t_up:.1f} s more, then "
+        f"{target - start_h} blocks in {took:.2f} s = {rate:,.0f} blocks/s; live rate "
+        f"{live_rate:.1f} blocks/s (ratio {rate / max(live_rate, 1e-9):.0f}×, goal ≥ 10×)"
+    )
 
 
 def soak(net: Network, traders: list[Signer], chain_id: bytes, total: int, rate: float) -> None:
