@@ -158,16 +158,16 @@ class ChainApp:
             self._trim_at = max(TX_IDS_TRIM_AT, 2 * len(self.block_tx_ids))
         return ids
 
+    def _known_id(self, tx: SignedTx) -> bytes | None:
+        """The id of ``tx`` if this node verified it (an equal decoded copy counts), else None."""
+        known = self.verified.get(tx.signature)
+        if known is not None and (known[0] is tx or known[0] == tx):
+            return known[1]
+        return None
+
     def _tx_ids(self, block: Block) -> tuple[bytes, ...]:
-        verified, chain_id = self.verified, self.chain_id
-        ids = []
-        for tx in block.txs:
-            known = verified.get(tx.signature)
-            if known is not None and (known[0] is tx or known[0] == tx):
-                ids.append(known[1])
-            else:
-                ids.append(tx.tx_id(chain_id))
-        return tuple(ids)
+        known_id, chain_id = self._known_id, self.chain_id
+        return tuple(known_id(tx) or tx.tx_id(chain_id) for tx in block.txs)
 
     def _pending_in_ancestors(self, parent_hash: bytes) -> set[bytes]:
         """Transaction ids in the new block's ancestors whose ids are still in the mempool."""
@@ -234,11 +234,10 @@ class ChainApp:
         if known is not None and known != block.state_root:
             return "state_root_mismatch"
         ids = []
-        verified = self.verified
         for tx in block.txs:
-            known = verified.get(tx.signature)
-            if known is not None and (known[0] is tx or known[0] == tx):
-                ids.append(known[1])
+            known = self._known_id(tx)
+            if known is not None:
+                ids.append(known)
                 continue
             body = tx.body
             tx_id = sha256(signing_bytes(body.DOMAIN, self.chain_id, body.encode()))

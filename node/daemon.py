@@ -242,8 +242,10 @@ class Node:
         """tx id → (status, height, index in block, reason, action index), compact: recent
         outcomes for the RPC and for recognising included transactions."""
         self._fills: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
-        self._recent_blocks: OrderedDict[int, dict[str, Any]] = OrderedDict()
         """Fills of committed transactions someone is waiting for (wait=true), until read."""
+        self._recent_blocks: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        """height → RPC document of the newest committed blocks: the contiguous top of the block
+        store (``RECENT_BLOCKS`` of them)."""
         self._expirations: OrderedDict[bytes, tuple[int, int, int, int, int]] = OrderedDict()
         """Expired transactions' results, as in ``_results`` but kept longer (no block has them,
         so the ledger cannot answer for them)."""
