@@ -25,6 +25,7 @@ from .messages import Block, QuorumCert
 __all__ = [
     "RETAIN_COMMITTED_BLOCKS",
     "RETAIN_FULL_BLOCKS",
+    "RETAIN_FULL_TXS",
     "BlockTree",
     "ConflictingCommit",
     "TreeNode",
@@ -38,6 +39,10 @@ RETAIN_FULL_BLOCKS = 64
 fetch by hash; a peer further behind than a sync response asks for committed blocks, which
 the node serves from its block store). Older ones keep only the numbers the election needs:
 a full block can be megabytes, the numbers are a few dozen bytes."""
+RETAIN_FULL_TXS = 4_096
+"""And at most this many transactions in those whole blocks: under overload blocks hold
+thousands each, and 64 of them would hold a minute of flow, decoded (the node serves committed
+blocks from its block store; only a replica without one, in the simulator, serves its own)."""
 
 
 class ConflictingCommit(AssertionError):
@@ -84,6 +89,7 @@ class BlockTree:
         self.retain = max(RETAIN_COMMITTED_BLOCKS, 4 * epoch_views)
         self._committed_order: collections.deque[bytes] = collections.deque()
         self._full: collections.deque[TreeNode] = collections.deque()
+        self._full_txs = 0
         self.history_starts_at: TreeNode = root
         """The oldest block whose ancestors are known (genesis unless restarted mid-chain)."""
 
@@ -203,10 +209,18 @@ class BlockTree:
             n.committed = True
             self.uncommitted.discard(n.hash)
             self._committed_order.append(n.hash)
-            self._full.append(n)
+            if n.block is not None:
+                self._full.append(n)
+                self._full_txs += len(n.block.txs)
         # The blocks just committed are handed to the caller whole, so keep at least those.
-        while len(self._full) > max(RETAIN_FULL_BLOCKS, len(chain)):
-            self._full.popleft().block = None
+        full = self._full
+        while len(full) > len(chain) and (
+            len(full) > RETAIN_FULL_BLOCKS or self._full_txs > RETAIN_FULL_TXS
+        ):
+            old = full.popleft()
+            assert old.block is not None
+            self._full_txs -= len(old.block.txs)
+            old.block = None
         while len(self._committed_order) > self.retain:
             old = self.nodes.pop(self._committed_order.popleft())
             self.children.pop(old.hash, None)

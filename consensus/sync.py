@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cbor2
+
 from .codec import U16, U64, Bytes, ListOf, OneOf, Optional, Struct, field, validate_fields, wire
 from .messages import Block, QuorumCert, TimeoutCert
 
@@ -35,6 +37,8 @@ __all__ = [
     "CommittedResponse",
     "Fetcher",
     "SyncInfo",
+    "block_response_bytes",
+    "committed_response_bytes",
 ]
 
 MAX_SYNC_BLOCKS = 32
@@ -110,6 +114,40 @@ class CommittedResponse(_Checked):
 
 
 SYNC_MESSAGES = (BlockRequest, BlockResponse, SyncInfo, CommittedRequest, CommittedResponse)
+
+
+def _array_head(n: int) -> bytes:
+    """The canonical CBOR head of an array of ``n`` items (major type 4)."""
+    if n < 24:
+        return bytes([0x80 + n])
+    if n < 0x100:
+        return bytes([0x98, n])
+    return b"\x99" + n.to_bytes(2, "big")  # sync responses hold at most MAX_SYNC_BLOCKS
+
+
+def block_response_bytes(block_hash: bytes, blocks: Sequence[bytes]) -> bytes:
+    """``BlockResponse(block_hash, blocks).encode()``, from the blocks' stored encodings.
+
+    A CBOR array is its head followed by its items' encodings, so a response built from the
+    canonical bytes the node stored is itself canonical: serving sync costs no decode and no
+    re-encode of blocks that can be megabytes."""
+    assert len(blocks) <= MAX_SYNC_BLOCKS
+    return (
+        BlockResponse(block_hash, ()).encode()[:-1] + _array_head(len(blocks)) + b"".join(blocks)
+    )
+
+
+_COMMITTED_HEAD = b"\x83" + cbor2.dumps(CommittedBlock.WIRE_TAG)
+"""A CommittedBlock's array head (3 items: tag, block, QC) and its tag."""
+
+
+def committed_response_bytes(committed: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """``CommittedResponse`` of stored (block, QC) encodings, spliced as above."""
+    assert len(committed) <= MAX_SYNC_BLOCKS
+    parts = [CommittedResponse(()).encode()[:-1], _array_head(len(committed))]
+    for block, qc in committed:
+        parts += (_COMMITTED_HEAD, block, qc)
+    return b"".join(parts)
 
 
 class Fetcher:

@@ -66,6 +66,8 @@ from lockstep.consensus.sync import (
     CommittedRequest,
     CommittedResponse,
     SyncInfo,
+    block_response_bytes,
+    committed_response_bytes,
 )
 from lockstep.net.framing import Kind
 from lockstep.net.gossip import Verdict
@@ -508,17 +510,20 @@ class Node:
                 raise TypeError(f"unknown effect {eff!r}")
 
     def _send_direct(self, peer: bytes, message: Any) -> None:
-        """Send one consensus message to one peer; one that cannot fit a frame is dropped with
-        a log line (the peer asks again, for less), never allowed to stop the node."""
+        self._send_raw(peer, type(message).__name__, message.encode())
+
+    def _send_raw(self, peer: bytes, kind: str, payload: bytes) -> None:
+        """Send one encoded consensus message to one peer; one that cannot fit a frame is
+        dropped with a log line (the peer asks again, for less), never allowed to stop the
+        node."""
         assert self.host is not None
-        payload = message.encode()
         try:
             self.host.send(peer, Kind.DIRECT, payload)
         except ValueError as e:
             self.log.warning(
                 "direct_message_dropped",
                 peer=peer.hex()[:8],
-                kind=type(message).__name__,
+                kind=kind,
                 bytes=len(payload),
                 reason=str(e),
             )
@@ -606,11 +611,15 @@ class Node:
                     msg = self._decode_consensus(payload)
                 except CodecError:
                     continue
-                if type(msg) is CommittedRequest and self._nursery is not None:
-                    # Served from the block store, which holds every committed block; the
-                    # replica keeps only the recent ones in memory.
-                    self._nursery.start_soon(self._serve_committed, peer, msg)
-                    continue
+                if self._nursery is not None:
+                    # Committed blocks are served from the block store, which holds them all
+                    # as encoded; the replica keeps only the newest few whole in memory.
+                    if type(msg) is CommittedRequest:
+                        self._nursery.start_soon(self._serve_committed, peer, msg)
+                        continue
+                    if type(msg) is BlockRequest and self._stored_ancestry(msg.block_hash):
+                        self._nursery.start_soon(self._serve_blocks, peer, msg)
+                        continue
                 self._post(MessageReceived(sender, msg, now_ms()))
             if txs:
                 await self._admit_batch(txs, gossip=False, stateful=False)
@@ -837,22 +846,51 @@ class Node:
         return slot[0]
 
     async def _serve_committed(self, peer: bytes, req: CommittedRequest) -> None:
-        """Answer a far-behind peer with committed blocks and their QCs, oldest first."""
-        store, host = self.block_store, self.host
-        assert store is not None and host is not None
+        """Answer a far-behind peer with committed blocks and their QCs, oldest first, spliced
+        from the stored encodings (no decode, no re-encode)."""
+        store = self.block_store
+        assert store is not None
         want = min(req.max_blocks, MAX_SYNC_BLOCKS)
         first = max(1, req.from_height)
         rows = await self.worker.run(store.range, first, first + want - 1)
-        out: list[CommittedBlock] = []
+        out: list[tuple[bytes, bytes]] = []
         size = 0
         for row in rows:
             size += len(row.block) + len(row.certificate)
             if out and size > limits.MAX_MESSAGE_BYTES - 64 * 1024:  # one DIRECT frame
                 break
-            block = decode(row.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
-            qc = decode(row.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
-            out.append(CommittedBlock(block, qc))
-        self._send_direct(peer, CommittedResponse(tuple(out)))
+            out.append((row.block, row.certificate))
+        self._send_raw(peer, "CommittedResponse", committed_response_bytes(out))
+
+    def _stored_ancestry(self, block_hash: bytes) -> bool:
+        """Whether a block request is for a block the block store holds (committed and
+        stored): those are served from the store, since the replica keeps only the newest
+        committed blocks whole. Unknown hashes also go to the store (a block committed long
+        ago, pruned from the replica's tree); the replica answers for uncommitted blocks."""
+        store = self.block_store
+        node = self.replica.tree.get(block_hash)
+        if store is None or node is None:
+            return store is not None
+        return node.committed and node.height <= store.tip_height
+
+    async def _serve_blocks(self, peer: bytes, req: BlockRequest) -> None:
+        """Answer a block request from the store: the block, then its ancestors, newest first
+        (each stored block's parent is the block below it: the committed chain is linear)."""
+        store = self.block_store
+        assert store is not None
+        top = await self.worker.run(store.get_by_hash, req.block_hash)
+        raws: list[bytes] = []
+        if top is not None:
+            want = min(req.max_blocks, MAX_SYNC_BLOCKS)
+            first = max(1, top.height - want + 1)
+            rows = await self.worker.run(store.range, first, top.height)
+            size = 0
+            for row in reversed(rows):
+                size += len(row.block)
+                if raws and size > limits.MAX_MESSAGE_BYTES - 64 * 1024:  # one DIRECT frame
+                    break
+                raws.append(row.block)
+        self._send_raw(peer, "BlockResponse", block_response_bytes(req.block_hash, raws))
 
     async def _admission_loop(self) -> None:
         async for first in self._singles_recv:

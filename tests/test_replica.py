@@ -487,33 +487,54 @@ def test_a_replica_far_behind_catches_up_forward_by_height() -> None:
     assert c.commits[3][:600] == c.commits[0][:600]
 
 
-class Overfilling(EmptyApplication):
-    """Hands the proposer far more bytes than a block may carry."""
+class Filling(EmptyApplication):
+    """Hands the proposer ``count`` copies of one transaction."""
 
-    def __init__(self, tx) -> None:
+    def __init__(self, tx, count: int) -> None:
         super().__init__()
-        self.tx = tx
+        self.tx, self.count = tx, count
 
     def make_payload(self, parent, height, view, now_ms):
         from lockstep.consensus.replica import Payload
 
-        return Payload((self.tx,) * 9_000, self.state_root)
+        return Payload((self.tx,) * self.count, self.state_root)
 
 
-def test_an_overfull_payload_is_cut_to_the_block_limits() -> None:
-    from lockstep.consensus import limits
+def _filled_cluster(count: int) -> Cluster:
     from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, TimeInForce
 
     g, keys = make_genesis(4)
     trader = keys[4]
     place = PlaceOrder(0, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, False, 1, 1, 1)
     tx = Order(trader.public_key, 1, 10**9, place).sign(trader, g.chain_id)
-    c = Cluster(4, apps={i: Overfilling(tx) for i in range(4)})
+    c = Cluster(4, apps={i: Filling(tx, count) for i in range(4)})
     c.start()
+    return c
+
+
+def test_an_overfull_payload_is_cut_to_the_block_limits() -> None:
+    from lockstep.consensus import limits
+
+    c = _filled_cluster(9_000)  # far more bytes than a block may carry
     c.run_until(lambda: min(c.heights()) >= 1)
     p = _first_proposal(c)
     assert 0 < len(p.block.txs) <= limits.MAX_BLOCK_TXS
     assert len(p.block.encode()) <= limits.MAX_BLOCK_BYTES
+
+
+def test_committed_blocks_stay_whole_only_up_to_a_transaction_budget() -> None:
+    """Blocks of 1,500 transactions, as a sequencer under overload proposes: the tree keeps
+    whole only the newest committed ones within RETAIN_FULL_TXS (the node serves older ones
+    from its block store)."""
+    from lockstep.consensus.block_tree import RETAIN_FULL_TXS
+
+    c = _filled_cluster(1_500)
+    c.run_until(lambda: min(c.heights()) >= 8)
+    for r in c.replicas:
+        whole = [n for n in r.tree.nodes.values() if n.committed and n.block is not None]
+        assert whole, "the newest committed block stays whole"
+        assert sum(len(n.block.txs) for n in whole) <= RETAIN_FULL_TXS
+        assert len(whole) < r.committed_height
 
 
 def test_whole_cluster_restart_resumes_from_locks_and_stored_blocks() -> None:
