@@ -424,6 +424,8 @@ class Result:
     sequencer_crash: tuple[int, int] | None = None
     """(time, validator) of the sequencer crash, if the scenario asked for one."""
     proposers: dict[bytes, int] = field(default_factory=dict)
+    gathered: set[bytes] = field(default_factory=set)
+    """Blocks whose proposer waited out the block interval for them (not a quick follower)."""
 
 
 class Simulation:
@@ -445,6 +447,7 @@ class Simulation:
         self.commit_ms: dict[int, dict[bytes, int]] = collections.defaultdict(dict)
         self.height_ms: dict[int, int] = {}
         self.proposers: dict[bytes, int] = {}
+        self.gathered: set[bytes] = set()
         self.sequencer_crash: tuple[int, int] | None = None
         self._current: Instance | None = None
         self.instances: list[Instance] = []
@@ -545,6 +548,8 @@ class Simulation:
             h = block_hash(self.chain_id, msg.block)
             self.proposal_sent_ms.setdefault(h, self.now)
             self.proposers.setdefault(h, msg.block.proposer)
+            if inst.replica is not None and inst.replica.last_proposal_ms == self.now:
+                self.gathered.add(h)
         if not inst.honest or not isinstance(msg, Vote):
             return
         if inst.safety is None or inst.safety.last_voted_view < msg.data.view:
@@ -759,6 +764,7 @@ class Simulation:
             self.height_ms,
             self.sequencer_crash,
             self.proposers,
+            self.gathered,
         )
 
     def _check_sequencer(self, live: list[Instance]) -> None:
@@ -816,6 +822,10 @@ class Latency:
     replica_delays: float
     """Median commit latency at the other replicas, in message delays."""
     blocks: int
+    gathered_leader_delays: float
+    """The same at the proposer for the blocks that gathered transactions for a whole block
+    interval (proposed at least an interval after the block before): they hold most of them."""
+    gathered_replica_delays: float
 
 
 def measure_commit_latency(
@@ -827,17 +837,28 @@ def measure_commit_latency(
     timing = dataclasses.replace(LATENCY_TIMING, block_interval_ms=block_interval_ms)
     sc = Scenario(0, "latency", tuple([1] * n), faults, timing=timing, commits_after_gst=blocks)
     r = run_scenario(sc)
+    gathered = r.gathered
     lead: list[float] = []
     other: list[float] = []
+    lead_g: list[float] = []
+    other_g: list[float] = []
     for index, commits in r.commit_ms.items():
         for h, t in commits.items():
             sent = r.proposal_sent_ms.get(h)
             if sent is None:
                 continue
-            (lead if r.proposers.get(h) == index else other).append((t - sent) / delay_ms)
-    lead.sort()
-    other.sort()
-    return Latency(lead[len(lead) // 2], other[len(other) // 2], len(lead))
+            at_leader = r.proposers.get(h) == index
+            (lead if at_leader else other).append((t - sent) / delay_ms)
+            if h in gathered:
+                (lead_g if at_leader else other_g).append((t - sent) / delay_ms)
+    return Latency(
+        _median(lead), _median(other), len(lead), _median(lead_g), _median(other_g)
+    )
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if values else float("nan")
 
 
 @dataclass(frozen=True)
