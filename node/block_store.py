@@ -91,6 +91,14 @@ class BlockStore:
         ).fetchone()
         return StoredBlock(*row) if row else None
 
+    def chain_to(self, block_hash: bytes, count: int) -> list[StoredBlock]:
+        """The block with this hash and up to ``count - 1`` blocks below it, newest first (the
+        stored chain is linear: each block's parent is the one below it); empty if unknown."""
+        top = self.get_by_hash(block_hash)
+        if top is None:
+            return []
+        return self.range(max(1, top.height - count + 1), top.height)[::-1]
+
     def range(self, first: int, last: int) -> list[StoredBlock]:
         """Blocks ``first..last`` inclusive, at most MAX_RANGE_BLOCKS of them."""
         last = min(last, first + MAX_RANGE_BLOCKS - 1)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import trio
@@ -138,6 +138,9 @@ MEMPOOL_RESEND_AFTER_S = 3.0
 JOURNAL_REPLAY_PEER_WAIT_S = 5.0
 JOURNAL_REPLAY_CATCH_UP_WAIT_S = 30.0
 """At start, wait this long for peers before re-gossiping journalled transactions."""
+T = TypeVar("T")
+SYNC_FRAME_BYTES = limits.MAX_MESSAGE_BYTES - 64 * 1024
+"""Stored blocks one sync response carries at most: a DIRECT frame, less room to spare."""
 COMMIT_BURST_BLOCKS = 256
 """Committed blocks stored with one disk flush, at most (a catch-up commits them in bursts)."""
 JOURNAL_REPLAY_CHUNK = 1_000
@@ -617,7 +620,7 @@ class Node:
                     if type(msg) is CommittedRequest:
                         self._nursery.start_soon(self._serve_committed, peer, msg)
                         continue
-                    if type(msg) is BlockRequest and self._stored_ancestry(msg.block_hash):
+                    if type(msg) is BlockRequest and self._served_from_store(msg.block_hash):
                         self._nursery.start_soon(self._serve_blocks, peer, msg)
                         continue
                 self._post(MessageReceived(sender, msg, now_ms()))
@@ -677,12 +680,7 @@ class Node:
         async for first in self._commits_recv:
             # Every commit already waiting is stored in one transaction (one disk flush): a node
             # catching up commits hundreds of blocks in a burst.
-            burst = [first]
-            while len(burst) < COMMIT_BURST_BLOCKS:
-                try:
-                    burst.append(self._commits_recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            burst = _drain(first, self._commits_recv, COMMIT_BURST_BLOCKS)
             todo = []
             for committed in burst:
                 block = committed.block
@@ -850,19 +848,13 @@ class Node:
         from the stored encodings (no decode, no re-encode)."""
         store = self.block_store
         assert store is not None
-        want = min(req.max_blocks, MAX_SYNC_BLOCKS)
         first = max(1, req.from_height)
+        want = min(req.max_blocks, MAX_SYNC_BLOCKS)
         rows = await self.worker.run(store.range, first, first + want - 1)
-        out: list[tuple[bytes, bytes]] = []
-        size = 0
-        for row in rows:
-            size += len(row.block) + len(row.certificate)
-            if out and size > limits.MAX_MESSAGE_BYTES - 64 * 1024:  # one DIRECT frame
-                break
-            out.append((row.block, row.certificate))
+        out = [(r.block, r.certificate) for r in _fit_frame(rows, certificates=True)]
         self._send_raw(peer, "CommittedResponse", committed_response_bytes(out))
 
-    def _stored_ancestry(self, block_hash: bytes) -> bool:
+    def _served_from_store(self, block_hash: bytes) -> bool:
         """Whether a block request is for a block the block store holds (committed and
         stored): those are served from the store, since the replica keeps only the newest
         committed blocks whole. Unknown hashes also go to the store (a block committed long
@@ -874,32 +866,17 @@ class Node:
         return node.committed and node.height <= store.tip_height
 
     async def _serve_blocks(self, peer: bytes, req: BlockRequest) -> None:
-        """Answer a block request from the store: the block, then its ancestors, newest first
-        (each stored block's parent is the block below it: the committed chain is linear)."""
+        """Answer a block request from the store: the block, then its ancestors, newest first."""
         store = self.block_store
         assert store is not None
-        top = await self.worker.run(store.get_by_hash, req.block_hash)
-        raws: list[bytes] = []
-        if top is not None:
-            want = min(req.max_blocks, MAX_SYNC_BLOCKS)
-            first = max(1, top.height - want + 1)
-            rows = await self.worker.run(store.range, first, top.height)
-            size = 0
-            for row in reversed(rows):
-                size += len(row.block)
-                if raws and size > limits.MAX_MESSAGE_BYTES - 64 * 1024:  # one DIRECT frame
-                    break
-                raws.append(row.block)
+        want = min(req.max_blocks, MAX_SYNC_BLOCKS)
+        rows = await self.worker.run(store.chain_to, req.block_hash, want)
+        raws = [r.block for r in _fit_frame(rows, certificates=False)]
         self._send_raw(peer, "BlockResponse", block_response_bytes(req.block_hash, raws))
 
     async def _admission_loop(self) -> None:
         async for first in self._singles_recv:
-            batch = [first]
-            while len(batch) < MAX_COALESCED_SUBMISSIONS:
-                try:
-                    batch.append(self._singles_recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = _drain(first, self._singles_recv, MAX_COALESCED_SUBMISSIONS)
             answers = await self.submit_many([raw for raw, _, _ in batch])
             for (_, slot, done), answer in zip(batch, answers, strict=True):
                 slot.append(answer)
@@ -1148,6 +1125,29 @@ def _block_doc(
         "qc_view": qc.view,
         "qc_signers": list(qc.signers),
     }
+
+
+def _drain(first: T, channel: trio.MemoryReceiveChannel[T], limit: int) -> list[T]:
+    """``first`` and what else ``channel`` holds right now, at most ``limit`` in all."""
+    out = [first]
+    while len(out) < limit:
+        try:
+            out.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            break
+    return out
+
+
+def _fit_frame(rows: list[StoredBlock], certificates: bool) -> list[StoredBlock]:
+    """The first stored blocks whose encodings fit one sync response (at least one)."""
+    out: list[StoredBlock] = []
+    size = 0
+    for row in rows:
+        size += len(row.block) + (len(row.certificate) if certificates else 0)
+        if out and size > SYNC_FRAME_BYTES:
+            break
+        out.append(row)
+    return out
 
 
 def _remember(cache: OrderedDict[int, Any], payload: bytes, decoded: Any, bound: int) -> None:

@@ -26,6 +26,9 @@ def test_append_get_range(tmp_path: Path) -> None:
     assert store.get_by_hash(_block(7).block_hash) == _block(7)
     assert [b.height for b in store.range(4, 6)] == [4, 5, 6]
     assert store.range(11, 20) == []
+    assert [b.height for b in store.chain_to(_block(7).block_hash, 3)] == [7, 6, 5]
+    assert [b.height for b in store.chain_to(_block(2).block_hash, 32)] == [2, 1]
+    assert store.chain_to(b"\xee" * 32, 3) == []
     store.close()
     reopened = BlockStore(tmp_path / "blocks.sqlite")
     assert reopened.tip_height == 10 and reopened.get(10) == _block(10)
