@@ -16,7 +16,15 @@ from .messages import Block
 from .safety_rules import SafetyState
 from .sync import CommittedBlock
 
-__all__ = ["Event", "MessageReceived", "Start", "TimerFired", "TimerKind", "TransactionsAvailable"]
+__all__ = [
+    "Event",
+    "MessageReceived",
+    "PeerConnected",
+    "Start",
+    "TimerFired",
+    "TimerKind",
+    "TransactionsAvailable",
+]
 
 
 class TimerKind(Enum):
@@ -66,4 +74,17 @@ class TransactionsAvailable:
     now_ms: int
 
 
-Event = Start | MessageReceived | TimerFired | TransactionsAvailable
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    """A session with validator ``peer`` just opened (a first connection or a reconnection).
+
+    The replica tells the peer where it is (its highest QC and TC). A peer that restarted
+    behind learns the chain's tip at once, instead of at the next proposal (an idle network
+    proposes only every heartbeat), and fetches what it missed right away. A peer that is
+    ahead answers with its own ``SyncInfo``."""
+
+    peer: int
+    now_ms: int
+
+
+Event = Start | MessageReceived | TimerFired | TransactionsAvailable | PeerConnected

@@ -39,7 +39,15 @@ from .codec import CodecError
 from .crypto import DOMAIN_BLOCK, DOMAIN_PROPOSAL, Signer, sha256, signing_bytes
 from .effects import Broadcast, Commit, Effect, PersistBlock, PersistSafety, Send, SetTimer
 from .election import Election, InvalidTicket, MissingHistory
-from .events import Event, MessageReceived, Start, TimerFired, TimerKind, TransactionsAvailable
+from .events import (
+    Event,
+    MessageReceived,
+    PeerConnected,
+    Start,
+    TimerFired,
+    TimerKind,
+    TransactionsAvailable,
+)
 from .genesis import Genesis
 from .messages import Block, Proposal, QuorumCert, Timeout, TimeoutCert, Vote, VoteData, VrfTicket
 from .pacemaker import MAX_FUTURE_VIEWS, Pacemaker
@@ -210,6 +218,9 @@ class Replica:
         elif isinstance(event, TransactionsAvailable):
             self.txs_pending = True
             self._try_propose()
+        elif isinstance(event, PeerConnected):
+            if 0 <= event.peer < self.n and event.peer != self.index:
+                self._out.append(Send(event.peer, self._sync_info()))
         else:  # pragma: no cover - typed union
             raise TypeError(f"unknown event {event!r}")
         out, self._out = self._out, []

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -112,7 +112,8 @@ class HostConfig:
     """A duplicate session being dropped (tie-break) is still read this long, so frames the peer
     wrote on it before switching are not lost; many round trips on any sane path."""
     dial_grace_s: float = 1.0
-    """A node waits this long before dialling a peer with a smaller key (see peer_manager)."""
+    """After a session ends, a node waits this long before redialling a peer with a smaller
+    key (see peer_manager); its first dial to each peer goes at once."""
     tcp_rto_max_ms: int | None = 1_000
     """Cap on TCP's retransmission backoff per peer socket (None: the kernel's, 120 s). While
     a path drops packets, TCP doubles its retransmission timeout each time, so after an outage
@@ -160,9 +161,13 @@ class Host:
         validator: MessageValidator,
         *,
         sync_handler: RequestHandler | None = None,
+        on_session: Callable[[bytes], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        self.on_session = on_session
+        """Called with a peer's key each time a session with it opens (after the tie-break),
+        so the node above can greet it: the consensus layer tells it the chain's tip."""
         self.signer = signer
         self.key = signer.public_key
         self.short = self.key.hex()[:8]
@@ -385,6 +390,8 @@ class Host:
         self.router.add_peer(conn.key, trio.current_time())
         self._notify_connected()
         self._announce_peers()
+        if self.on_session is not None:
+            self.on_session(conn.key)
         log.info(
             "peer_connected",
             node=self.short,
@@ -447,6 +454,7 @@ class Host:
         backoff = Backoff(self.config.backoff, self.rng)
         short = key.hex()[:8]
         dial_later = key < self.key
+        first = True
         while True:
             conn = self._conns.get(key)
             if conn is not None:
@@ -461,10 +469,11 @@ class Host:
             if now < banned:
                 await trio.sleep(banned - now)
                 continue
-            if dial_later:
+            if dial_later and not first:
                 await trio.sleep(self.config.dial_grace_s)
                 if key in self._conns:
                     continue
+            first = False
             conn = await self._dial(key, address)
             if conn is None:
                 delay = backoff.next_delay()

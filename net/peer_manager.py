@@ -9,7 +9,10 @@ seeded test replays exactly. A successful session resets the count.
 one peer. Both ends apply the same rule to the pair and so keep the same one: the session
 initiated by the node with the smaller Ed25519 key wins; between two sessions with the same
 initiator (it restarted, or re-dialled a half-open connection) the newer wins. To make the race
-rare, a node dials a peer with a smaller key only after ``dial_grace_s`` without a session.
+rare when both ends see a session end, a node redials a peer with a smaller key only after
+``dial_grace_s`` without a session. Its first dial to each peer goes at once: a node that just
+started finds its peers backing off from the dials that failed while it was down, and waiting
+for them would delay its catching up by up to the grace.
 """
 
 from __future__ import annotations

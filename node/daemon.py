@@ -49,6 +49,7 @@ from lockstep.consensus.effects import (
 from lockstep.consensus.events import (
     Event,
     MessageReceived,
+    PeerConnected,
     Start,
     TimerFired,
     TimerKind,
@@ -280,6 +281,7 @@ class Node:
                 ),
                 self.keys.signer,
                 validator=self._validate_gossip,
+                on_session=self._on_session,
             )
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -530,6 +532,11 @@ class Node:
                 bytes=len(payload),
                 reason=str(e),
             )
+
+    def _on_session(self, peer: bytes) -> None:
+        index = self.index_of.get(peer)
+        if index is not None:  # observers take no part in consensus
+            self._post(PeerConnected(index, now_ms()))
 
     def _post(self, event: Event) -> None:
         try:

@@ -60,6 +60,7 @@ async def start_host(
     validator: Callable[[bytes, int, bytes], Verdict] = accept_all,
     seed: int = 0,
     sync_handler: Any = None,
+    on_session: Callable[[bytes], None] | None = None,
     **overrides: Any,
 ) -> Host:
     host = Host(
@@ -67,6 +68,7 @@ async def start_host(
         signer,
         validator,
         sync_handler=sync_handler,
+        on_session=on_session,
         rng=random.Random(seed),
     )
     await nursery.start(host.run)

@@ -14,6 +14,7 @@ from lockstep.net.framing import Kind
 from lockstep.net.gossip import Verdict
 from lockstep.net.host import TCP_RTO_MAX_MS_OPTION
 from lockstep.net.peer import QueueLimits
+from lockstep.net.peer_manager import BackoffParams
 from structlog.testing import capture_logs
 
 from .conftest import seed_of
@@ -257,9 +258,10 @@ async def test_direct_messages_reach_one_peer_and_are_not_forwarded() -> None:
 
 async def test_killed_peer_is_reconnected_after_restart() -> None:
     g, s = net_genesis(3)
+    sessions: list[bytes] = []
     with capture_logs() as logs:
         async with trio.open_nursery() as nursery:
-            a = await start_host(nursery, g, s[0], seed=1)
+            a = await start_host(nursery, g, s[0], seed=1, on_session=sessions.append)
             c = await start_host(nursery, g, s[2], seed=3)
             b_scope = trio.CancelScope()
 
@@ -272,6 +274,8 @@ async def test_killed_peer_is_reconnected_after_restart() -> None:
             link_all([a, b, c])
             await wait_mesh([a, b, c])
             port = b.listen_port
+            greeted = sessions.count(s[1].public_key)
+            assert greeted >= 1 and s[2].public_key in sessions
             b_scope.cancel()  # kill b: its sockets close, a and c notice
             await wait_for(lambda: not a.is_connected(s[1].public_key))
             await wait_for(lambda: not c.is_connected(s[1].public_key))
@@ -284,7 +288,26 @@ async def test_killed_peer_is_reconnected_after_restart() -> None:
             nursery.start_soon(collect, b2, got)
             a.broadcast(Kind.CONSENSUS, b"after-restart")
             await wait_for(lambda: [m.payload for m in got] == [b"after-restart"])
+            # a is told of each session as it opens, so it greets the restarted b too.
+            assert sessions.count(s[1].public_key) > greeted
             nursery.cancel_scope.cancel()
+
+
+async def test_a_node_that_starts_dials_every_peer_at_once() -> None:
+    """The dial grace (leaving a peer with a smaller key to dial first) is for sessions that
+    end; a node that just started dials at once, even peers with smaller keys, which are
+    backing off from the dials that failed while it was down."""
+    g, s = net_genesis(3)
+    by_key = sorted(s, key=lambda signer: signer.public_key)
+    slow: dict = {"dial_grace_s": 30.0, "backoff": BackoffParams(base_s=30.0, cap_s=30.0)}
+    async with trio.open_nursery() as nursery:
+        small = [await start_host(nursery, g, k, seed=i, **slow) for i, k in enumerate(by_key[:2])]
+        big = await start_host(nursery, g, by_key[2], seed=9, **slow)
+        for h in small:  # only the largest key knows where the others listen
+            big.add_peer(h.key, f"127.0.0.1:{h.listen_port}")
+        with trio.fail_after(2.0):
+            await big.wait_connected([h.key for h in small])
+        nursery.cancel_scope.cancel()
 
 
 async def test_dead_peer_is_detected_by_keepalive() -> None:

@@ -16,10 +16,11 @@ from lockstep.consensus.effects import (
     Send,
     SetTimer,
 )
-from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
+from lockstep.consensus.events import MessageReceived, PeerConnected, Start, TimerFired, TimerKind
 from lockstep.consensus.messages import Block, Proposal, QuorumCert, Timeout, Vote, VoteData
 from lockstep.consensus.replica import EmptyApplication, Replica
 from lockstep.consensus.sync import (
+    MAX_SYNC_BLOCKS,
     BlockRequest,
     BlockResponse,
     CommittedRequest,
@@ -485,6 +486,25 @@ def test_a_replica_far_behind_catches_up_forward_by_height() -> None:
     c.run_until(lambda: c.replicas[3].committed_height >= 605, max_ms=10**7)
     assert kinds.count("CommittedRequest") >= 3 and "CommittedResponse" in kinds
     assert c.commits[3][:600] == c.commits[0][:600]
+
+
+def test_a_reconnected_peer_learns_the_tip_at_once_and_starts_catching_up() -> None:
+    """When a session opens, each end sends its certificates (``PeerConnected`` → SyncInfo):
+    a node that restarted far behind asks for committed blocks on the greeting's answer, not
+    at the next proposal (a heartbeat away on an idle network)."""
+    c = Cluster(4)
+    c.start()
+    c.cut = {3}
+    c.run_until(lambda: min(c.heights()[:3]) >= 3 * MAX_SYNC_BLOCKS)
+    behind, ahead = c.replicas[3], c.replicas[0]
+    greeting = behind.handle(PeerConnected(0, c.now))
+    assert greeting == [Send(0, SyncInfo(behind.pacemaker.high_qc, behind.pacemaker.high_tc))]
+    answer = ahead.handle(MessageReceived(3, greeting[0].message, c.now))
+    assert answer == [Send(3, SyncInfo(ahead.pacemaker.high_qc, ahead.pacemaker.high_tc))]
+    asks = behind.handle(MessageReceived(0, answer[0].message, c.now))
+    assert Send(0, CommittedRequest(1, MAX_SYNC_BLOCKS)) in asks
+    assert behind.handle(PeerConnected(3, c.now)) == []  # itself: nothing to say
+    assert behind.handle(PeerConnected(9, c.now)) == []  # not a validator index
 
 
 class Filling(EmptyApplication):

@@ -46,7 +46,7 @@ from lockstep.consensus.effects import (
     SetTimer,
 )
 from lockstep.consensus.election import Election
-from lockstep.consensus.events import MessageReceived, Start, TimerFired, TimerKind
+from lockstep.consensus.events import MessageReceived, PeerConnected, Start, TimerFired, TimerKind
 from lockstep.consensus.genesis import (
     Account,
     Genesis,
@@ -697,6 +697,16 @@ class Simulation:
                 inst.crash_mid_step = False
                 self.trace.append(f"{self.now:>6} i{inst.id} RESTART")
                 self._boot(inst)
+                self._reconnect(inst)
+
+    def _reconnect(self, inst: Instance) -> None:
+        """As a restarted node's sessions open: each end greets the other (``PeerConnected``)."""
+        for other in self.instances:
+            if other.index == inst.index or other.replica is None:
+                continue
+            for a, b in ((inst, other), (other, inst)):
+                if a.replica is not None:
+                    self._perform(a, a.replica.handle(PeerConnected(b.index, self.now)))
 
     def _highest_view(self) -> int:
         return max((i.replica.view for i in self._live_honest() if i.replica), default=0)
