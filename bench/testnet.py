@@ -15,8 +15,8 @@ Prints, from one run on this machine:
     python bench/testnet.py [--rates 500 1000 2000 3000 4000] [--seconds 8] [--soak N]
 
 Orders are signed before each load step (signing is not what is measured), and submitted in
-batches of 100 through the real RPC of every node in turn; commit times come from polling the
-committed blocks.
+batches of 100 through the real RPC of every node in turn; an order's commit time is when node 0
+announces its block on the RPC's ``blocks`` stream (WebSocket), as a trading client would see it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import nacl.signing
@@ -56,6 +57,9 @@ from lockstep.testnet.generate import generate_network
 from lockstep.testnet.processes import Network
 
 from tests.localnet import free_base_port
+from tests.wsclient import WsClient
+
+T = TypeVar("T")
 
 BATCH = 100
 CANCEL_EVERY = 20
@@ -148,29 +152,52 @@ async def load_step(urls: list[str], txs: list[str], rate: float) -> dict[str, f
                 else:
                     refused[res.get("error", "?")] += 1
 
-        async def watch(done: trio.Event) -> None:
-            h = start_h + 1
-            while True:
-                r = await client.get(urls[0] + "/v1/blocks", params={"from": h}, timeout=10)
-                now = time.monotonic()
-                for b in r.json()["blocks"]:
-                    for tx_id in b["tx_ids"]:
-                        committed.setdefault(tx_id, now)
-                    h = int(b["height"]) + 1
-                if done.is_set() and len(committed) >= len(submitted):
-                    return
-                await trio.sleep(0.02)
+        async def watch(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            """Commit times: when node 0 announces each block on its ``blocks`` stream; the
+            block's transaction ids are fetched after (so fetching delays no timestamp)."""
+            url = httpx.URL(urls[0])
+            ws = await WsClient.connect(url.host, url.port or 80, "/v1/ws")
+            await ws.send_json({"op": "subscribe", "stream": "blocks"})
+            announced_send, announced_recv = trio.open_memory_channel[tuple[int, float]](10_000)
 
-        done = trio.Event()
+            async def fetch() -> None:
+                async for height_at in announced_recv:
+                    batch = [height_at, *_drained(announced_recv)]
+                    seen = dict(batch)
+                    r = await client.get(
+                        urls[0] + "/v1/blocks",
+                        params={"from": min(seen), "to": max(seen)},
+                        timeout=10,
+                    )
+                    for b in r.json()["blocks"]:
+                        at = seen.get(int(b["height"]))
+                        if at is not None:
+                            for tx_id in b["tx_ids"]:
+                                committed.setdefault(tx_id, at)
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(fetch)
+                task_status.started()
+                try:
+                    while True:
+                        event = await ws.receive_json()
+                        now = time.monotonic()
+                        data = event.get("data") or {}
+                        fresh = event.get("type") == "update" and data.get("txs")
+                        if fresh and int(data["height"]) > start_h:
+                            announced_send.send_nowait((int(data["height"]), now))
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await ws.aclose()
+
         t0 = time.monotonic()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch, done)
+            await nursery.start(watch)
             async with trio.open_nursery() as senders:
                 for i in range(0, len(txs), BATCH):
                     await trio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
                     senders.start_soon(post, txs[i : i + BATCH], urls[(i // BATCH) % len(urls)])
             sent_s = time.monotonic() - t0
-            done.set()
             with trio.move_on_after(30):
                 while len(committed) < len(submitted):
                     await trio.sleep(0.05)
@@ -187,6 +214,16 @@ async def load_step(urls: list[str], txs: list[str], rate: float) -> dict[str, f
         "p99_ms": lat[min(len(lat) - 1, len(lat) * 99 // 100)] if lat else float("nan"),
         "refused": dict(refused),
     }
+
+
+def _drained(channel: trio.MemoryReceiveChannel[T]) -> list[T]:
+    """Everything already waiting on ``channel``, without waiting."""
+    out: list[T] = []
+    while True:
+        try:
+            out.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return out
 
 
 def rss_mb(pid: int | None) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -321,6 +322,8 @@ def Nested(cls: type[Struct]) -> OneOf:
 class Struct:
     """Base of every wire type. Subclasses are frozen dataclasses decorated with :func:`wire`."""
 
+    __slots__ = ()
+
     WIRE_TAG: ClassVar[int]
     _WIRE_FIELDS: ClassVar[tuple[tuple[str, FieldKind], ...]]
     _CACHE_ENCODING: ClassVar[bool] = False
@@ -338,7 +341,7 @@ class Struct:
         """Canonical CBOR bytes of this object (remembered for types that opt in)."""
         if self._CACHE_ENCODING:
             hit = _ENCODINGS.get(id(self))
-            if hit is not None and hit[0] is self:
+            if hit is not None and hit[0]() is self:
                 return hit[1]
             raw = cbor2.dumps(self.to_obj(), canonical=True)
             remember_encoding(self, raw)
@@ -349,25 +352,35 @@ class Struct:
 _REGISTRY: dict[int, type[Struct]] = {}
 
 ENCODING_CACHE_BYTES = 4 * 1024 * 1024
-"""Encodings remembered, in bytes: a few views' worth of blocks (a block is hashed, signed and
-stored within a few views of being built or received). Bounded in bytes, not entries: each
-entry keeps its decoded block alive too, several times the size of its bytes."""
-_ENCODINGS: OrderedDict[int, tuple[Struct, bytes]] = OrderedDict()
+"""Encodings remembered, in bytes at most: a few views' worth of blocks (a block is hashed,
+signed and stored within a few views of being built or received)."""
+_ENCODINGS: OrderedDict[int, tuple[weakref.ref[Struct], bytes]] = OrderedDict()
 _encodings_bytes = 0
 
 
 def remember_encoding(obj: Struct, raw: bytes) -> None:
     """Remember ``raw`` as the canonical encoding of ``obj`` (the caller guarantees it: e.g. the
-    bytes it was just strictly decoded from). Keyed by identity; the entry keeps ``obj`` alive,
-    so an id is never reused while it is cached."""
+    bytes it was just strictly decoded from).
+
+    Keyed by identity, through a weak reference: the entry leaves when the object dies, so the
+    cache never keeps a decoded block (and its transactions) alive, and an id reused by a new
+    object never finds the old bytes."""
     global _encodings_bytes
-    old = _ENCODINGS.pop(id(obj), None)
-    if old is not None:
-        _encodings_bytes -= len(old[1])
-    _ENCODINGS[id(obj)] = (obj, raw)
+    key = id(obj)
+    _forget(key)
+    _ENCODINGS[key] = (weakref.ref(obj, lambda ref: _forget(key, ref)), raw)
     _encodings_bytes += len(raw)
     while _encodings_bytes > ENCODING_CACHE_BYTES and len(_ENCODINGS) > 1:
         _encodings_bytes -= len(_ENCODINGS.popitem(last=False)[1][1])
+
+
+def _forget(key: int, ref: weakref.ref[Struct] | None = None) -> None:
+    """Drop the entry at ``key`` (only if it is still ``ref``'s, when given)."""
+    global _encodings_bytes
+    entry = _ENCODINGS.get(key)
+    if entry is not None and (ref is None or entry[0] is ref):
+        del _ENCODINGS[key]
+        _encodings_bytes -= len(entry[1])
 
 
 S = TypeVar("S", bound=type[Struct])

@@ -186,7 +186,7 @@ def ticket_alpha(chain_id: bytes, epoch: int, seed: bytes) -> bytes:
 
 
 @wire(37)
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Block(_Checked):
     _CACHE_ENCODING: ClassVar[bool] = True
 

@@ -587,7 +587,7 @@ class Node:
             tx, tx_id = decode_and_verify_tx(payload, self.chain_id)
         except (CodecError, SignatureError):
             return Verdict.REJECT
-        if tx_id in self.mempool or tx_id in self._results:
+        if tx_id in self.mempool or self._included(tx_id):
             return Verdict.IGNORE  # pending, or already included: nothing new to forward
         reason, _ = check_static(
             tx.body, self.applied_height + 1, self.market_by_id, self.validator_set
@@ -653,8 +653,8 @@ class Node:
         added = 0
         arrival = now_ms()
         for tx, tx_id, raw in txs:
-            if tx_id in self._results:
-                out.append((Reason.REPLAYED, -1))  # included already (this node applied it)
+            if self._included(tx_id):
+                out.append((Reason.REPLAYED, -1))  # in a committed block already
                 continue
             reason, action = by_id.get(tx_id, (Reason.OK, -1))
             if reason in EDGE_DEFERRED:
@@ -695,7 +695,7 @@ class Node:
                     continue  # already applied before a restart
                 block_hash = committed.qc.block_hash
                 ids = self.app.note_committed(block, block_hash)
-                self.mempool.remove(ids)  # now, not after applying: never proposed again
+                self.mempool.commit(ids)  # now, not after applying: never proposed again
                 todo.append((committed, block_hash, ids))
             if not todo:
                 continue
@@ -738,7 +738,7 @@ class Node:
         result: BlockResult,
         snapshots: dict[str, Any],
     ) -> None:
-        self.mempool.remove(ids)
+        self.mempool.applied(ids)  # the results below answer for them from here on
         for tx_id in self.mempool.drop_expired(block.height + 1):
             self._expired(tx_id, block.height + 1)
         journal = self.journal
@@ -804,6 +804,10 @@ class Node:
         for name, snap in snapshots.items():
             if name.startswith("book:"):
                 self.hub.publish(name, snap)
+
+    def _included(self, tx_id: bytes) -> bool:
+        """Whether a committed block holds ``tx_id``: applied (a result), or not yet."""
+        return tx_id in self._results or self.mempool.is_included(tx_id)
 
     def _expired(self, tx_id: bytes, height: int) -> None:
         """Remember that an action this node held expired unincluded (the RPC reports it)."""
@@ -912,6 +916,11 @@ class Node:
             if tx_id in self._results:
                 status = _STATUS_NAMES[self._results[tx_id][0]]
                 answers[i] = Admission(tx_id, "REPLAYED", int(Reason.REPLAYED), f"already {status}")
+                continue
+            if self.mempool.is_included(tx_id):
+                answers[i] = Admission(
+                    tx_id, "REPLAYED", int(Reason.REPLAYED), "already in a committed block"
+                )
                 continue
             reason, action = check_static(tx.body, height, self.market_by_id, self.validator_set)
             if reason:

@@ -84,9 +84,6 @@ from .state_root import StateTree
 
 RECENT_TRADES_PER_MARKET = 1_000
 """Trades kept in memory per market for the RPC; older ones are read from SQLite."""
-RECENT_STATUS = 20_000
-"""Transaction outcomes kept in memory for the RPC (a few full blocks); older from SQLite."""
-
 BUY, SELL = Side.BUY, Side.SELL
 
 # --------------------------------------------------------------------------- results
@@ -247,8 +244,6 @@ class Exchange:
         self.recent_trades: dict[int, deque[Trade]] = {
             m: deque(maxlen=RECENT_TRADES_PER_MARKET) for m in self.markets
         }
-        self.recent_status: dict[bytes, TxOutcome] = {}
-        self._status_order: deque[bytes] = deque()
         self.halted: str | None = None
         self._taker = _Taker()
         self._fill_cb = self._on_fill
@@ -427,7 +422,6 @@ class Exchange:
         result = BlockResult(
             height, timestamp_ms, self.state_root, tuple(self.trades), final, tuple(self.events)
         )
-        self._remember_outcomes(final)
         return result
 
     def _apply_tx(
@@ -1020,16 +1014,6 @@ class Exchange:
         for t in self.trades:
             self.recent_trades[t.market].append(t)
 
-    def _remember_outcomes(self, outcomes: Sequence[TxOutcome]) -> None:
-        for o in outcomes:
-            if o.tx_id not in self.recent_status:
-                self._status_order.append(o.tx_id)
-            elif o.reason == Reason.REPLAYED:
-                continue  # a repeat never hides what the transaction did the first time
-            self.recent_status[o.tx_id] = o
-        while len(self._status_order) > RECENT_STATUS:
-            self.recent_status.pop(self._status_order.popleft(), None)
-
     # ----------------------------------------------------------------------- edge
 
     def admit(self, data: bytes) -> Admission:
@@ -1124,10 +1108,8 @@ class Exchange:
         return [Trade(*r[:11], bool(r[11])) for r in rows]
 
     def tx_status(self, tx_id: bytes) -> TxOutcome | None:
-        """Outcome of an included transaction (None: not in any applied block)."""
-        o = self.recent_status.get(tx_id)
-        if o is not None:
-            return o
+        """Outcome of an included transaction (None: not in any applied block). The node keeps
+        recent results itself; this reads the ledger, which sees its own uncommitted rows."""
         rows = self.store.rows(
             "SELECT tx_index, reason, action_index FROM tx_status WHERE tx_id=?", (tx_id,)
         )

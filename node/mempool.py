@@ -41,6 +41,8 @@ class PoolReason(enum.IntEnum):
     MEMPOOL_FULL = 102
     SIGNER_PENDING_LIMIT = 103
     """This signer already has MAX_PENDING_PER_SIGNER transactions waiting."""
+    INCLUDED = 104
+    """In a committed block that the ledger has not applied yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class Mempool:
         self._by_id: dict[bytes, PendingTx] = {}  # insertion-ordered: arrival order
         self._replay_keys: dict[tuple[bytes, int], bytes] = {}
         self._per_signer: dict[bytes, int] = {}
+        self._included: set[bytes] = set()
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -74,6 +77,8 @@ class Mempool:
         """Queue an admitted transaction, or say why not. A refusal changes nothing."""
         if pending.tx_id in self._by_id:
             return PoolReason.ALREADY_KNOWN
+        if pending.tx_id in self._included:
+            return PoolReason.INCLUDED
         body = pending.tx.body
         key = (body.signer, body.nonce)
         if key in self._replay_keys:
@@ -128,6 +133,22 @@ class Mempool:
             self.bytes -= len(p.raw)
         assert self.bytes >= 0 and len(self._replay_keys) == len(self._by_id)
         return n
+
+    def commit(self, tx_ids: Iterable[bytes]) -> None:
+        """A block with these transactions is committed: drop them, and refuse them until
+        ``applied``."""
+        ids = tuple(tx_ids)
+        self.remove(ids)
+        self._included.update(ids)
+
+    def applied(self, tx_ids: Iterable[bytes]) -> None:
+        """The ledger applied the block with these transactions (the node's results know
+        them now)."""
+        self._included.difference_update(tx_ids)
+
+    def is_included(self, tx_id: bytes) -> bool:
+        """Whether ``tx_id`` is in a committed block not applied yet."""
+        return tx_id in self._included
 
     def drop_expired(self, height: int) -> list[bytes]:
         """Remove transactions whose expiry_height is below ``height``; returns their ids."""

@@ -303,6 +303,22 @@ def test_mutated_bytes_decode_only_to_their_canonical_object(
     assert obj.encode() == bytes(raw)
 
 
+def test_the_encoding_cache_never_keeps_a_block_alive() -> None:
+    """Entries are weak: a block the node has let go of (and its transactions) is freed,
+    its bytes with it."""
+    import weakref
+
+    from lockstep.consensus.codec import _ENCODINGS
+
+    qc = messages.QuorumCert(messages.VoteData(1, 1, b"\x01" * 32), (0,), (b"\x00" * 64,))
+    block = messages.Block(2, 3, 0, b"\x01" * 32, qc, 0, 5, 0, b"\x00" * 32, (_signed(),), ())
+    raw = block.encode()
+    key, ref = id(block), weakref.ref(block)
+    assert _ENCODINGS[key][1] == raw and block.encode() is raw
+    del block
+    assert ref() is None and key not in _ENCODINGS
+
+
 def test_block_encoding_cache_and_proposal_slice() -> None:
     """A proposal's block is a slice of the proposal's bytes; the cache returns exactly the
     canonical encoding, with or without a timeout certificate."""

@@ -69,3 +69,18 @@ def test_take_respects_bytes_and_expiry() -> None:
     assert pool.drop_expired(6) == [old.tx_id]
     assert len(pool) == 1 and pool.bytes == len(fresh.raw)
     assert pool.add(tx(ALICE, 1, expiry=60)) is PoolReason.OK  # its nonce is free again
+
+
+def test_a_committed_transaction_is_refused_until_applied() -> None:
+    """Between its commit and its application a transaction is in no pool and in no result: a
+    copy gossiped then must not be pending again (the sequencer would propose it twice)."""
+    pool = Mempool()
+    a, b = tx(ALICE, 1), tx(ALICE, 2)
+    assert pool.add(a) == PoolReason.OK
+    pool.commit([a.tx_id, b.tx_id])  # b was committed without ever being pending here
+    assert a.tx_id not in pool and len(pool) == 0 and pool.bytes == 0
+    assert pool.add(a) == pool.add(b) == PoolReason.INCLUDED
+    assert pool.is_included(a.tx_id) and pool.is_included(b.tx_id)
+    pool.applied([a.tx_id, b.tx_id])
+    assert not pool.is_included(a.tx_id)
+    assert pool.add(a) == PoolReason.OK  # from here on the node's results refuse it
