@@ -82,8 +82,7 @@ def _freeze_startup_heap() -> None:
     left to scan is the little the node allocates and keeps while it runs (13–20 ms)."""
     import gc
 
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # no collection first: it would pause a node that is catching up
 
 
 def add_run_parser(nsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,6 +19,7 @@ after ``SYNC_RETRY_MS`` on another peer, and bounds how many fetches are in flig
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ __all__ = [
     "SyncInfo",
     "block_response_bytes",
     "committed_response_bytes",
+    "sync_block_bytes",
 ]
 
 MAX_SYNC_BLOCKS = 32
@@ -148,6 +150,31 @@ def committed_response_bytes(committed: Sequence[tuple[bytes, bytes]]) -> bytes:
     for block, qc in committed:
         parts += (_COMMITTED_HEAD, block, qc)
     return b"".join(parts)
+
+
+def sync_block_bytes(msg: BlockResponse | CommittedResponse, payload: bytes) -> list[bytes]:
+    """The inverse of the splices above: the slice of ``payload`` that encodes each block of
+    ``msg``, which was strictly decoded from ``payload``.
+
+    Strict decoding proved ``payload`` canonical, so each block's slice is that block's
+    canonical encoding: the node remembers it, and hashing and storing a block fetched during a
+    catch-up re-encode nothing. Each block's end is found by letting cbor2 skip over it."""
+    fp = io.BytesIO(payload)
+    skip = cbor2.CBORDecoder(fp).decode
+    if type(msg) is BlockResponse:
+        count, head, between = len(msg.blocks), BlockResponse(msg.block_hash, ()), b""
+    else:
+        count, head, between = len(msg.committed), CommittedResponse(()), _COMMITTED_HEAD
+    fp.seek(len(head.encode()) - 1 + len(_array_head(count)))
+    out: list[bytes] = []
+    for _ in range(count):
+        start = fp.tell() + len(between)
+        fp.seek(start)
+        skip()
+        out.append(payload[start : fp.tell()])
+        if between:
+            skip()  # the QC
+    return out
 
 
 class Fetcher:

@@ -69,6 +69,7 @@ from lockstep.consensus.sync import (
     SyncInfo,
     block_response_bytes,
     committed_response_bytes,
+    sync_block_bytes,
 )
 from lockstep.net.framing import Kind
 from lockstep.net.gossip import Verdict
@@ -144,6 +145,9 @@ SYNC_FRAME_BYTES = limits.MAX_MESSAGE_BYTES - 64 * 1024
 """Stored blocks one sync response carries at most: a DIRECT frame, less room to spare."""
 COMMIT_BURST_BLOCKS = 256
 """Committed blocks stored with one disk flush, at most (a catch-up commits them in bursts)."""
+APPLY_CHUNK_TXS = 1_000
+"""Transactions applied per worker trip at most, in whole blocks (~40 ms): results of the first
+block of a run wait for the whole run, so it stays short."""
 JOURNAL_REPLAY_CHUNK = 1_000
 """Journalled transactions decoded and re-admitted at a time at start (most were included while
 the node was down, and are refused as replays): the journal may hold tens of thousands."""
@@ -429,7 +433,7 @@ class Node:
             assert stored is not None
             block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
             ids = tuple(tx.tx_id(self.chain_id) for tx in block.txs)
-            await self._apply(block, stored.block_hash, ids, replay=True)
+            await self._apply([(block, stored.block_hash, ids)])
         if tip > ledger_height:
             self.log.info("handshake_replayed", blocks=tip - ledger_height, height=tip)
         # Every recent stored block's state-root claim must match what this node computed.
@@ -566,19 +570,17 @@ class Node:
         cached = self._decoded.pop(id(payload), None)
         if cached is not None and cached[0] is payload:
             return cached[1]
-        return decode(payload, *CONSENSUS_MESSAGES, max_bytes=MAX_CONSENSUS_MESSAGE_BYTES)
+        return _decode_message(payload)
 
     def _validate_gossip(self, peer: bytes, kind: int, payload: bytes) -> Verdict:
         """The net layer's validator: decide before anything is delivered or forwarded."""
         if kind == Kind.TX:
             return self._validate_tx(payload)
         try:
-            msg = decode(payload, *CONSENSUS_MESSAGES, max_bytes=MAX_CONSENSUS_MESSAGE_BYTES)
+            msg = _decode_message(payload)
         except CodecError as e:
             self.log.info("peer_message_rejected", peer=peer.hex()[:8], reason=str(e))
             return Verdict.REJECT
-        if type(msg) is Proposal:
-            _remember_block_bytes(msg, payload)
         _remember(self._decoded, payload, msg, DECODED_AHEAD)
         return Verdict.ACCEPT
 
@@ -711,24 +713,28 @@ class Node:
                 if len(recent) > RECENT_BLOCKS:
                     recent.popitem(last=False)
                 self.pending_store.prune(block.height)
-                await self._apply(block, block_hash, ids, replay=False)
+            for chunk in _apply_chunks([(c.block, h, ids) for c, h, ids in todo]):
+                await self._apply(chunk)
 
-    async def _apply(
-        self, block: Block, block_hash: bytes, ids: tuple[bytes, ...], replay: bool
-    ) -> BlockResult:
-        ex, store = self.exchange, self.block_store
-        assert ex is not None and store is not None
-        proposer = self.validator_keys[block.proposer]
+    async def _apply(self, chunk: list[tuple[Block, bytes, tuple[bytes, ...]]]) -> None:
+        """Apply consecutive committed blocks in one worker trip, then publish each result."""
+        ex = self.exchange
+        assert ex is not None
+        keys = self.validator_keys
 
-        def apply() -> tuple[BlockResult, dict[str, Any]]:
-            result = ex.apply_block(block.height, block.timestamp_ms, block.txs, proposer, ids)
-            return result, self._stream_snapshots(result)
+        def apply() -> list[tuple[BlockResult, dict[str, Any]]]:
+            out = []
+            for block, _, ids in chunk:
+                proposer = keys[block.proposer]
+                result = ex.apply_block(block.height, block.timestamp_ms, block.txs, proposer, ids)
+                out.append((result, self._stream_snapshots(result)))
+            return out
 
-        result, snapshots = await self.worker.run(apply)
-        self.applied_height, self.state_root = block.height, result.state_root
-        self.app.note_applied(block.height, result.state_root)
-        self._after_commit(block, block_hash, ids, result, snapshots)
-        return result
+        applied = await self.worker.run(apply)
+        for (block, block_hash, ids), (result, snapshots) in zip(chunk, applied, strict=True):
+            self.applied_height, self.state_root = block.height, result.state_root
+            self.app.note_applied(block.height, result.state_root)
+            self._after_commit(block, block_hash, ids, result, snapshots)
 
     def _after_commit(
         self,
@@ -1154,6 +1160,23 @@ def _drain(first: T, channel: trio.MemoryReceiveChannel[T], limit: int) -> list[
     return out
 
 
+def _apply_chunks(
+    blocks: list[tuple[Block, bytes, tuple[bytes, ...]]],
+) -> Iterator[list[tuple[Block, bytes, tuple[bytes, ...]]]]:
+    """Consecutive blocks in runs of about ``APPLY_CHUNK_TXS`` transactions (at least one block
+    each): a node catching up applies a run per worker trip, not a block."""
+    chunk: list[tuple[Block, bytes, tuple[bytes, ...]]] = []
+    txs = 0
+    for item in blocks:
+        chunk.append(item)
+        txs += len(item[0].txs)
+        if txs >= APPLY_CHUNK_TXS:
+            yield chunk
+            chunk, txs = [], 0
+    if chunk:
+        yield chunk
+
+
 def _fit_frame(rows: list[StoredBlock], certificates: bool) -> list[StoredBlock]:
     """The first stored blocks whose encodings fit one sync response (at least one)."""
     out: list[StoredBlock] = []
@@ -1172,6 +1195,22 @@ def _remember(cache: OrderedDict[int, Any], payload: bytes, decoded: Any, bound:
     cache[id(payload)] = (payload, decoded)
     while len(cache) > bound:
         cache.popitem(last=False)
+
+
+def _decode_message(payload: bytes) -> Any:
+    """Strictly decode a consensus message; remember the encodings of the blocks it carries
+    (slices of ``payload``), which the node hashes and stores."""
+    msg = decode(payload, *CONSENSUS_MESSAGES, max_bytes=MAX_CONSENSUS_MESSAGE_BYTES)
+    kind = type(msg)
+    if kind is Proposal:
+        _remember_block_bytes(msg, payload)
+    elif kind is BlockResponse:
+        for block, raw in zip(msg.blocks, sync_block_bytes(msg, payload), strict=True):
+            remember_encoding(block, raw)
+    elif kind is CommittedResponse:
+        for c, raw in zip(msg.committed, sync_block_bytes(msg, payload), strict=True):
+            remember_encoding(c.block, raw)
+    return msg
 
 
 def _remember_block_bytes(p: Proposal, payload: bytes) -> None:

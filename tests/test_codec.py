@@ -354,3 +354,23 @@ def test_sync_responses_spliced_from_stored_encodings(data: st.DataObject, n: in
         sync.committed_response_bytes([(block.encode(), qc.encode())] * n)
         == sync.CommittedResponse(pairs).encode()
     )
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), n=st.sampled_from([0, 1, 23, 24, 32]))
+def test_each_block_of_a_sync_response_is_a_slice_of_its_bytes(
+    data: st.DataObject, n: int
+) -> None:
+    """The receiving side of the splice: the slice found for each block is its canonical
+    encoding (what its hash and the block store use), for blocks of different sizes."""
+    from lockstep.consensus import sync
+
+    blocks = [data.draw(for_struct(messages.Block)) for _ in range(n)]
+    qc = data.draw(for_struct(messages.QuorumCert))
+    for msg in (
+        sync.BlockResponse(b"\x07" * 32, tuple(blocks)),
+        sync.CommittedResponse(tuple(sync.CommittedBlock(b, qc) for b in blocks)),
+    ):
+        raw = msg.encode()
+        decoded = decode(raw, type(msg), max_bytes=BIG)
+        assert sync.sync_block_bytes(decoded, raw) == [b.encode() for b in blocks]
