@@ -270,6 +270,15 @@ def decode_tx(data: bytes) -> SignedTx:
     return decode(data, SignedTx, max_bytes=limits.MAX_TX_BYTES)
 
 
+def decode_tx_with_id(data: bytes, chain_id: bytes) -> tuple[SignedTx, bytes]:
+    """Decode strictly and return (tx, tx id) *without* checking the signature: for bytes
+    whose signature is checked later, if at all (a node's own journal, most of which is
+    already included by the time it is read again)."""
+    tx = decode(data, SignedTx, max_bytes=limits.MAX_TX_BYTES)
+    assert data[:2] == _SIGNED_TX_PREFIX and data[-66:-64] == _SIGNATURE_HEADER
+    return tx, sha256(signing_bytes(tx.body.DOMAIN, chain_id, data[2:-66]))
+
+
 def decode_and_verify_tx(data: bytes, chain_id: bytes) -> tuple[SignedTx, bytes]:
     """Decode strictly and verify the signature; return (tx, tx id).
 

@@ -34,9 +34,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from lockstep.consensus import limits
-from lockstep.consensus.actions import SignedTx, decode_and_verify_tx, decode_tx
+from lockstep.consensus.actions import SignedTx, decode_and_verify_tx, decode_tx_with_id
 from lockstep.consensus.codec import CodecError, decode, remember_encoding
-from lockstep.consensus.crypto import SignatureError, sha256, signing_bytes
+from lockstep.consensus.crypto import SignatureError
 from lockstep.consensus.effects import (
     Broadcast,
     Commit,
@@ -338,23 +338,40 @@ class Node:
                 self.applied_height == 0 and self.replica.pacemaker.high_qc.height == 0
             ):
                 await trio.sleep(0.1)
+        ex = self.exchange
+        assert ex is not None
         readmitted = 0
         for first in range(0, len(raws), JOURNAL_REPLAY_CHUNK):
-            batch: list[tuple[SignedTx, bytes, bytes]] = []
+            # Most of the journal was included while the node was down: the ledger says which
+            # (REPLAYED), and only the rest has its signature checked again and is re-admitted.
+            candidates: list[tuple[SignedTx, bytes, bytes]] = []
             for raw in raws[first : first + JOURNAL_REPLAY_CHUNK]:
                 try:
-                    tx, tx_id = decode_and_verify_tx(raw, self.chain_id)
-                except (CodecError, SignatureError):
+                    tx, tx_id = decode_tx_with_id(raw, self.chain_id)
+                except CodecError:
                     continue
-                if tx_id in self._results:
+                if self._included(tx_id) or tx_id in self.mempool:
                     continue
                 reason, _ = check_static(
                     tx.body, self.applied_height + 1, self.market_by_id, self.validator_set
                 )
                 if reason == Reason.OK:
-                    batch.append((tx, tx_id, raw))
+                    candidates.append((tx, tx_id, raw))
                 elif reason == Reason.EXPIRED:
                     self._expired(tx_id, self.applied_height + 1)
+            included = await self.worker.run(
+                lambda c=candidates: [ex.check_tx(t[0])[0] == Reason.REPLAYED for t in c]
+            )
+            batch = []
+            for (tx, tx_id, raw), done in zip(candidates, included, strict=True):
+                if done:
+                    continue
+                try:
+                    tx.verify(self.chain_id)
+                except SignatureError:
+                    self.log.warning("journal_record_refused", tx_id=tx_id.hex()[:16])
+                    continue
+                batch.append((tx, tx_id, raw))
             results = await self._admit_batch(batch, gossip=True) if batch else []
             readmitted += sum(1 for r, _ in results if r == Reason.OK)
         self.log.info("journal_replayed", records=len(raws), readmitted=readmitted)
@@ -480,6 +497,7 @@ class Node:
             while rows:
                 stored = rows.popleft()
                 block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+                remember_encoding(block, stored.block)  # the replica hashes it: no re-encode
                 qc = decode(stored.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
                 yield CommittedBlock(block, qc)
 
@@ -610,10 +628,8 @@ class Node:
                     cached = self._decoded_txs.pop(id(payload), None)
                     if cached is not None and cached[0] is payload:
                         tx, tx_id = cached[1]
-                    else:
-                        tx = decode_tx(payload)
-                        body = tx.body
-                        tx_id = sha256(signing_bytes(body.DOMAIN, self.chain_id, payload[2:-66]))
+                    else:  # the validator checked it, but its decoded copy is gone
+                        tx, tx_id = decode_tx_with_id(payload, self.chain_id)
                     txs.append((tx, tx_id, payload))
                     continue
                 sender = self.index_of.get(peer)

@@ -30,13 +30,23 @@ def _free(port: int) -> bool:
 
 
 def free_base_port(n_nodes: int) -> int:
-    """A base port whose p2p/RPC/metrics ports (base + 10 i + 0..2) are all free."""
+    """A base port whose p2p/RPC/metrics ports (base + 10 i + 0..2) are all free, below the
+    kernel's ephemeral range: there, any outgoing connection (a dial, a test's HTTP client)
+    could take a port between this check and the node's bind."""
     rng = random.Random()
+    top = min(_ephemeral_start(), 60_000) - PORTS_PER_NODE * n_nodes
     for _ in range(200):
-        base = rng.randrange(20_000, 60_000, 100)
+        base = rng.randrange(10_000, top, 100)
         if all(_free(base + PORTS_PER_NODE * i + k) for i in range(n_nodes) for k in range(3)):
             return base
     raise RuntimeError("no free port range")
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 @contextmanager
