@@ -270,13 +270,19 @@ def decode_tx(data: bytes) -> SignedTx:
     return decode(data, SignedTx, max_bytes=limits.MAX_TX_BYTES)
 
 
+def _decode_signed(data: bytes) -> tuple[SignedTx, bytes]:
+    """Decode strictly; return the transaction and its body's bytes, a slice of ``data``."""
+    tx = decode_tx(data)
+    assert data[:2] == _SIGNED_TX_PREFIX and data[-66:-64] == _SIGNATURE_HEADER
+    return tx, data[2:-66]
+
+
 def decode_tx_with_id(data: bytes, chain_id: bytes) -> tuple[SignedTx, bytes]:
     """Decode strictly and return (tx, tx id) *without* checking the signature: for bytes
-    whose signature is checked later, if at all (a node's own journal, most of which is
-    already included by the time it is read again)."""
-    tx = decode(data, SignedTx, max_bytes=limits.MAX_TX_BYTES)
-    assert data[:2] == _SIGNED_TX_PREFIX and data[-66:-64] == _SIGNATURE_HEADER
-    return tx, sha256(signing_bytes(tx.body.DOMAIN, chain_id, data[2:-66]))
+    whose signature was checked already (a gossiped copy the validator passed) or is checked
+    later, if at all (a node's own journal, mostly included by the time it is read again)."""
+    tx, body_bytes = _decode_signed(data)
+    return tx, sha256(signing_bytes(tx.body.DOMAIN, chain_id, body_bytes))
 
 
 def decode_and_verify_tx(data: bytes, chain_id: bytes) -> tuple[SignedTx, bytes]:
@@ -285,6 +291,5 @@ def decode_and_verify_tx(data: bytes, chain_id: bytes) -> tuple[SignedTx, bytes]
     The hot path of the mempool: after the canonical check the body's bytes are a slice of
     ``data`` (see ``_SIGNED_TX_PREFIX``), so nothing is re-encoded.
     """
-    tx = decode(data, SignedTx, max_bytes=limits.MAX_TX_BYTES)
-    assert data[:2] == _SIGNED_TX_PREFIX and data[-66:-64] == _SIGNATURE_HEADER
-    return tx, _verify_body(tx.body, data[2:-66], tx.signature, chain_id)
+    tx, body_bytes = _decode_signed(data)
+    return tx, _verify_body(tx.body, body_bytes, tx.signature, chain_id)

@@ -1220,12 +1220,10 @@ def _decode_message(payload: bytes) -> Any:
     kind = type(msg)
     if kind is Proposal:
         _remember_block_bytes(msg, payload)
-    elif kind is BlockResponse:
-        for block, raw in zip(msg.blocks, sync_block_bytes(msg, payload), strict=True):
+    elif kind is BlockResponse or kind is CommittedResponse:
+        blocks = msg.blocks if kind is BlockResponse else [c.block for c in msg.committed]
+        for block, raw in zip(blocks, sync_block_bytes(msg, payload), strict=True):
             remember_encoding(block, raw)
-    elif kind is CommittedResponse:
-        for c, raw in zip(msg.committed, sync_block_bytes(msg, payload), strict=True):
-            remember_encoding(c.block, raw)
     return msg
 
 
