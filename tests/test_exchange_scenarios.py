@@ -311,6 +311,12 @@ def test_replay_and_expiry(tmp_path: Path) -> None:
     # A repeat is refused in its block, but the transaction's status stays what it did first.
     tx_id = tx.tx_id(h.genesis.chain_id)
     assert h.ex.tx_status(tx_id).reason == Reason.OK
+    # So does a copy included again once it has expired (its nonce forgotten).
+    while h.ex.height <= tx.body.expiry_height:
+        h.ok()
+    assert h.block(tx).outcomes[0].reason == Reason.EXPIRED
+    assert h.ex.tx_status(tx_id).reason == Reason.OK
+    assert h.ex.tx_status(old.tx_id(h.genesis.chain_id)).reason == Reason.EXPIRED
 
 
 def test_transfer_and_withdraw(tmp_path: Path) -> None:

@@ -10,9 +10,11 @@ from lockstep.node import ledger
 from lockstep.node.executor import Exchange, ExchangeHalted
 from lockstep.node.ledger import (
     COMMIT_EVERY_BLOCKS,
+    SCHEMA_VERSION,
     AccountState,
     ConservationError,
     Ledger,
+    LedgerSchemaError,
     MarketState,
     u64_from_sql,
     u64_to_sql,
@@ -123,6 +125,17 @@ def test_reopen_detects_tampering(tmp_path: Path) -> None:
     db.commit()
     db.close()
     with pytest.raises(ConservationError, match="state rebuilt"):
+        Exchange.open(h.path, h.genesis)
+
+
+def test_a_ledger_file_of_another_schema_is_refused_with_the_remedy(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db")
+    h.ex.close()
+    db = sqlite3.connect(h.path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
+    db.close()
+    with pytest.raises(LedgerSchemaError, match="rebuilds it from its block store"):
         Exchange.open(h.path, h.genesis)
 
 
