@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from .messages import Block, QuorumCert
 
 __all__ = [
+    "ELECTION_EPOCHS",
     "RETAIN_COMMITTED_BLOCKS",
     "RETAIN_FULL_BLOCKS",
     "RETAIN_FULL_TXS",
@@ -31,9 +32,25 @@ __all__ = [
     "TreeNode",
 ]
 
+ELECTION_EPOCHS = 3
+"""Whole epochs before the current one that the election reads: epoch ``e``'s ranking takes
+its tickets from blocks of epoch ``e − 2`` and its seed from those of ``e − 3``, so a replica
+needs its chain back to a block of view below ``start(e − 3)`` (see ``election``)."""
+
+
+def election_history_blocks(epoch_views: int) -> int:
+    """Committed blocks, counted back from the newest, that always reach below view
+    ``start(e − ELECTION_EPOCHS)`` for the newest block's epoch ``e``: along a chain the view
+    rises at least as fast as the height, so ``ELECTION_EPOCHS + 1`` epochs of views (the
+    current one may be nearly complete) plus the block below them always do. Fewer — three
+    epochs' worth, say — leave a restarted replica unable to elect the leaders of the rest of
+    its current epoch: it neither votes nor leads until the next epoch begins."""
+    return (ELECTION_EPOCHS + 1) * epoch_views + 1
+
+
 RETAIN_COMMITTED_BLOCKS = 4_096
-"""Committed blocks kept in memory to serve sync and elect leaders (at least four epochs are
-always kept, whatever this says); older ones live in the node's block store."""
+"""Committed blocks kept in memory to serve sync and elect leaders (never fewer than
+``election_history_blocks``, whatever this says); older ones live in the node's block store."""
 RETAIN_FULL_BLOCKS = 64
 """Of those, the newest committed blocks that keep their transactions (to serve peers that
 fetch by hash; a peer further behind than a sync response asks for committed blocks, which
@@ -86,7 +103,7 @@ class BlockTree:
         self.committed = root
         self.children: dict[bytes, list[bytes]] = {}
         self.uncommitted: set[bytes] = set()
-        self.retain = max(RETAIN_COMMITTED_BLOCKS, 4 * epoch_views)
+        self.retain = max(RETAIN_COMMITTED_BLOCKS, election_history_blocks(epoch_views))
         self._committed_order: collections.deque[bytes] = collections.deque()
         self._full: collections.deque[TreeNode] = collections.deque()
         self._full_txs = 0

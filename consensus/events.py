@@ -40,7 +40,8 @@ class TimerKind(Enum):
 class Start:
     """Boot or restart. ``safety`` is the persisted safety state (None on first boot);
     ``committed`` the blocks the node has stored as committed, in height order (may be only
-    the most recent few epochs: the replica needs the last three epochs to elect leaders).
+    the newest ``election_history_blocks(epoch_views)`` of them: the election reads back to
+    the start of the third epoch before the current one).
     It is iterated once, so a node may decode the blocks as the replica takes them."""
 
     now_ms: int

@@ -35,6 +35,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from lockstep.consensus import limits
 from lockstep.consensus.actions import SignedTx, decode_and_verify_tx, decode_tx_with_id
+from lockstep.consensus.block_tree import election_history_blocks
 from lockstep.consensus.codec import CodecError, decode, remember_encoding
 from lockstep.consensus.crypto import SignatureError
 from lockstep.consensus.effects import (
@@ -151,8 +152,6 @@ block of a run wait for the whole run, so it stays short."""
 JOURNAL_REPLAY_CHUNK = 1_000
 """Journalled transactions decoded and re-admitted at a time at start (most were included while
 the node was down, and are refused as replays): the journal may hold tens of thousands."""
-RESTART_BLOCKS_PER_EPOCH = 3
-"""Committed blocks handed back to a restarting replica: this many epochs' worth of views."""
 
 
 _COMMITTED, _REJECTED, _EXPIRED = 0, 1, 2
@@ -483,7 +482,7 @@ class Node:
         first would make a restart's memory peak several hundred full blocks high."""
         store = self.block_store
         assert store is not None
-        want = RESTART_BLOCKS_PER_EPOCH * self.genesis.timing.epoch_views
+        want = election_history_blocks(self.genesis.timing.epoch_views)
         rows: deque[StoredBlock] = deque()
         h = max(1, tip - want + 1)
         while h <= tip:

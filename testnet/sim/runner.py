@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lockstep.consensus.actions import Order, OrderType, PlaceOrder, Side, SignedTx, TimeInForce
-from lockstep.consensus.block_tree import BlockTree, ConflictingCommit
+from lockstep.consensus.block_tree import BlockTree, ConflictingCommit, election_history_blocks
 from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer, sha256
 from lockstep.consensus.effects import (
@@ -484,8 +484,8 @@ class Simulation:
             inst.behaviour.replica = inst.replica
         inst.incarnation += 1
         inst.timers.clear()
-        # Like the node: hand back only the recent history (three epochs' worth of blocks).
-        recent = inst.committed[-3 * self.sc.timing.epoch_views :]
+        # Like the node: hand back only the recent history the election needs.
+        recent = inst.committed[-election_history_blocks(self.sc.timing.epoch_views) :]
         top = inst.committed[-1].block.height if inst.committed else 0
         inst.pending = [b for b in inst.pending if b.height > top]
         start = Start(self.now, inst.safety, tuple(recent), tuple(inst.pending))
@@ -909,6 +909,47 @@ def measure_partition_heal(seed: int, held_ms: int = 1_000, split_ms: int = 5_00
     before = max((h for h, t in r.height_ms.items() if t <= heal), default=0)
     reached = r.height_ms.get(before + 2)
     return None if reached is None else reached - heal
+
+
+@dataclass(frozen=True)
+class RestartThenCrash:
+    gap_timeouts: float
+    """Longest gap between new heights after the second crash, in base view timeouts."""
+    gap_timeouts_without_restart: float
+    """The same schedule with only the second crash: what that crash costs by itself."""
+    missing_history: int
+    """Messages the live replicas refused for want of the history to elect a leader."""
+
+
+def measure_restart_then_crash(seed: int) -> RestartThenCrash:
+    """Four validators; one is down for 40 ms (it restarts within the epoch it went down in),
+    and 80 ms after its restart another crashes for good. Every view then needs the restarted
+    replica's vote, so it must elect the leaders of its epoch from the history it stored."""
+    rng = random.Random(seed)
+    faults = NetworkFaults(delay_ms=(1, 10), stable_delay_ms=(1, 10))
+    restarted, crashed = rng.sample(range(4), 2)
+    restart_at = 1_500 + rng.randint(0, 400)
+    crash_at = restart_at + 80
+    second = Crash(crashed, crash_at, None, False)
+
+    def run(crashes: tuple[Crash, ...]) -> tuple[float, int]:
+        sc = Scenario(
+            seed, "restart-crash", (1, 1, 1, 1), faults, crashes=crashes, commits_after_gst=300
+        )
+        sim = Simulation(sc)
+        r = sim.run()
+        after = sorted(t for t in r.height_ms.values() if t > crash_at)
+        gaps = [b - a for a, b in zip([crash_at, *after], after, strict=False)]
+        missing = sum(
+            i.replica.rejected["missing history to elect the leader"]
+            for i in sim.instances
+            if i.replica is not None
+        )
+        return max(gaps) / sc.timing.view_timeout_ms, missing
+
+    gap, missing = run((Crash(restarted, restart_at - 40, restart_at, False), second))
+    alone, _ = run((second,))
+    return RestartThenCrash(gap, alone, missing)
 
 
 def measure_sequencer_failover(n: int, seed: int = 0, crash_at_ms: int = 400) -> Failover:
