@@ -149,6 +149,9 @@ COMMIT_BURST_BLOCKS = 256
 APPLY_CHUNK_TXS = 1_000
 """Transactions applied per worker trip at most, in whole blocks (~40 ms): results of the first
 block of a run wait for the whole run, so it stays short."""
+RESTART_ROOT_CHECKS = 256
+"""Newest stored blocks whose state-root claims a restarting node checks against its ledger
+(as it hands them to the replica, which decodes them anyway)."""
 JOURNAL_REPLAY_CHUNK = 1_000
 """Journalled transactions decoded and re-admitted at a time at start (most were included while
 the node was down, and are refused as replays): the journal may hold tens of thousands."""
@@ -331,10 +334,14 @@ class Node:
                 [k for k in self.validator_keys if k != self.keys.public_key]
             )
         # Catch up first: what this node acknowledged may have been included while it was down,
-        # and only the applied blocks say so.
+        # and only the applied blocks say so. Until a certificate has come from the network, the
+        # highest one known is this node's own from before it stopped, and says nothing about
+        # how far behind it is (replaying then would also take the CPU the catch-up needs).
+        pacemaker = self.replica.pacemaker
+        stored_qc = pacemaker.high_qc
         with trio.move_on_after(JOURNAL_REPLAY_CATCH_UP_WAIT_S):
-            while self.applied_height + 1 < self.replica.pacemaker.high_qc.height or (
-                self.applied_height == 0 and self.replica.pacemaker.high_qc.height == 0
+            while (
+                pacemaker.high_qc == stored_qc or self.applied_height + 1 < pacemaker.high_qc.height
             ):
                 await trio.sleep(0.1)
         ex = self.exchange
@@ -452,16 +459,6 @@ class Node:
             await self._apply([(block, stored.block_hash, ids)])
         if tip > ledger_height:
             self.log.info("handshake_replayed", blocks=tip - ledger_height, height=tip)
-        # Every recent stored block's state-root claim must match what this node computed.
-        for stored in await self.worker.run(store.range, max(1, tip - 255), tip):
-            block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
-            mine = self.app.roots.get(block.state_height)
-            if block.state_height and mine is not None and mine != block.state_root:
-                raise StartupError(
-                    f"state root mismatch at height {block.state_height}: block {block.height} "
-                    f"says {block.state_root.hex()}, this ledger computed {mine.hex()}. The "
-                    f"ledger diverged; remove {self.paths.data_dir}/ledger.sqlite to rebuild it."
-                )
         raw_safety = self.safety_store.load()
         safety = (
             decode(raw_safety, SafetyState, max_bytes=limits.MAX_MESSAGE_BYTES)
@@ -469,12 +466,21 @@ class Node:
             else None
         )
         committed = await self._recent_committed(tip)
+        pending = tuple(_decoded_block(raw) for raw in self.pending_store.load(above=tip))
         self.pending_store.prune(tip)
-        pending = tuple(
-            decode(raw, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
-            for raw in self.pending_store.load()
-        )
+        # The replica takes the recent blocks one at a time; each one's state-root claim is
+        # checked as it is decoded (a StartupError stops the node before any effect).
         self._perform(self.replica.handle(Start(now_ms(), safety, committed, pending)))
+
+    def _check_root_claim(self, block: Block) -> None:
+        """A stored block's state-root claim must match what this node's ledger computed."""
+        mine = self.app.roots.get(block.state_height)
+        if block.state_height and mine is not None and mine != block.state_root:
+            raise StartupError(
+                f"state root mismatch at height {block.state_height}: block {block.height} "
+                f"says {block.state_root.hex()}, this ledger computed {mine.hex()}. The "
+                f"ledger diverged; remove {self.paths.data_dir}/ledger.sqlite to rebuild it."
+            )
 
     async def _recent_committed(self, tip: int) -> Iterator[CommittedBlock]:
         """The last epochs' committed blocks for the replica's ``Start``, decoded one at a time
@@ -482,7 +488,7 @@ class Node:
         first would make a restart's memory peak several hundred full blocks high."""
         store = self.block_store
         assert store is not None
-        want = election_history_blocks(self.genesis.timing.epoch_views)
+        want = max(election_history_blocks(self.genesis.timing.epoch_views), RESTART_ROOT_CHECKS)
         rows: deque[StoredBlock] = deque()
         h = max(1, tip - want + 1)
         while h <= tip:
@@ -495,8 +501,8 @@ class Node:
         def decoded() -> Iterator[CommittedBlock]:
             while rows:
                 stored = rows.popleft()
-                block = decode(stored.block, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
-                remember_encoding(block, stored.block)  # the replica hashes it: no re-encode
+                block = _decoded_block(stored.block)
+                self._check_root_claim(block)
                 qc = decode(stored.certificate, QuorumCert, max_bytes=limits.MAX_MESSAGE_BYTES)
                 yield CommittedBlock(block, qc)
 
@@ -1141,6 +1147,14 @@ class Node:
 
 _PROPOSAL_HEAD = b"\x84\x18\x26"  # array of 4, then type tag 38
 assert Proposal.WIRE_TAG == 38
+
+
+def _decoded_block(raw: bytes) -> Block:
+    """A block this node stored, decoded; it keeps ``raw`` as its encoding, so hashing it
+    re-encodes nothing."""
+    block = decode(raw, Block, max_bytes=limits.MAX_MESSAGE_BYTES)
+    remember_encoding(block, raw)
+    return block
 
 
 def _block_doc(

@@ -107,6 +107,28 @@ def test_pending_blocks_logged_until_committed(tmp_path: Path) -> None:
     assert PendingBlockStore(tmp_path).load() == []
 
 
+def test_the_pending_log_keeps_only_uncommitted_blocks_on_a_running_chain(tmp_path: Path) -> None:
+    """A running chain always has a voted block above the committed height, so the log is
+    never wholly committed; it must still not grow with the chain (a second copy of every
+    block, all decoded again at each restart)."""
+    from lockstep.node.pending_store import REWRITE_AFTER, PendingBlockStore
+
+    store = PendingBlockStore(tmp_path)
+    log = tmp_path / "pending_blocks.log"
+    for h in range(1, 20 * REWRITE_AFTER):
+        store.save(h, h.to_bytes(32, "big"), b"block %d" % h)
+        store.prune(h - 2)  # the 2-chain rule: h - 2 commits as h is voted
+        assert log.stat().st_size <= 2 * REWRITE_AFTER * 32
+    assert store.rewrites >= 19
+    store.close()  # a crash here: the uncommitted blocks are all in the log
+    again = PendingBlockStore(tmp_path)
+    top = 20 * REWRITE_AFTER - 1
+    assert again.load(above=top - 2) == [b"block %d" % (top - 1), b"block %d" % top]
+    again.prune(top - 1)
+    again.close()
+    assert PendingBlockStore(tmp_path).load(above=top - 1) == [b"block %d" % top]
+
+
 def test_a_burst_of_blocks_is_stored_in_one_transaction(tmp_path: Path) -> None:
     store = BlockStore(tmp_path / "blocks.sqlite")
     store.append_many([StoredBlock(h, bytes([h]) * 32, h, b"b%d" % h, b"q") for h in (1, 2, 3)])
