@@ -27,12 +27,17 @@ __all__ = [
     "RETAIN_COMMITTED_BLOCKS",
     "RETAIN_FULL_BLOCKS",
     "RETAIN_FULL_TXS",
+    "TICKET_LEAD_EPOCHS",
     "BlockTree",
     "ConflictingCommit",
     "TreeNode",
 ]
 
-ELECTION_EPOCHS = 3
+TICKET_LEAD_EPOCHS = 2
+"""Tickets for epoch e ride in blocks of epoch e − 2 (one whole epoch before the ranking is
+needed, so the window is closed on a chain before anything depends on it). Defined here, with
+the history it implies, because the tree's retention depends on it; ``election`` applies it."""
+ELECTION_EPOCHS = TICKET_LEAD_EPOCHS + 1
 """Whole epochs before the current one that the election reads: epoch ``e``'s ranking takes
 its tickets from blocks of epoch ``e − 2`` and its seed from those of ``e − 3``, so a replica
 needs its chain back to a block of view below ``start(e − 3)`` (see ``election``)."""

@@ -32,16 +32,12 @@ from collections.abc import Iterator
 
 import cbor2
 
-from .block_tree import BlockTree, TreeNode
+from .block_tree import TICKET_LEAD_EPOCHS, BlockTree, TreeNode
 from .crypto import DOMAIN_TICKET, sha256, signing_bytes
 from .messages import Block, VrfTicket, ticket_alpha
 from .quorum import ValidatorSet
 
 __all__ = ["Election", "InvalidTicket", "MissingHistory"]
-
-TICKET_LEAD_EPOCHS = 2
-"""Tickets for epoch e ride in blocks of epoch e − 2 (one whole epoch before the ranking is
-needed, so the window is closed on a chain before anything depends on it)."""
 
 
 def draw_value(beta: bytes) -> int:

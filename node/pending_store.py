@@ -34,7 +34,6 @@ REWRITE_AFTER = 64
 class PendingBlockStore:
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.dir = data_dir
         self.path = data_dir / LOG_FILE
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self._live: dict[bytes, tuple[int, bytes]] = {}
@@ -101,7 +100,7 @@ class PendingBlockStore:
         os.replace(tmp, self.path)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND, 0o600)
-        dir_fd = os.open(self.dir, os.O_RDONLY)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the rename itself, so the old log's records are not needed
         finally:
