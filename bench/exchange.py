@@ -38,7 +38,7 @@ from lockstep.consensus.actions import (
 from lockstep.consensus.crypto import Signer
 from lockstep.consensus.genesis import Account, Genesis, Validator, default_markets, default_timing
 from lockstep.consensus.vrf import vrf_keypair_from_seed
-from lockstep.node.executor import Exchange
+from lockstep.node.exchange.executor import Exchange
 
 
 def _seed(label: str) -> bytes:

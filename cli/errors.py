@@ -16,9 +16,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from lockstep.consensus.codec import CodecError
     from lockstep.consensus.genesis import GenesisError
     from lockstep.node.config import ConfigError
+    from lockstep.node.exchange.units import UnitError
     from lockstep.node.home import HomeError
     from lockstep.node.keys import KeyFileError
-    from lockstep.node.units import UnitError
 
     from .rpc_client import RPCError
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from lockstep.consensus.actions import OrderType, PlaceOrder, Side, TimeInForce
 from lockstep.consensus.genesis import Market
-from lockstep.node.units import UnitError, price_to_ticks, size_to_lots
+from lockstep.node.exchange.units import UnitError, price_to_ticks, size_to_lots
 
 NONCE_RANDOM_BITS = 20
 CLIENT_ID_BITS = 63

@@ -1,7 +1,7 @@
 """``lockstep wallet``: create a key, show its address, sign and send trades, read the account.
 
 Thin: argument parsing and printing live here; transaction building is in ``cli/txbuild.py``,
-unit conversion in ``node/units.py``, key files in ``node/keys.py``, HTTP in
+unit conversion in ``node/exchange/units.py``, key files in ``node/keys.py``, HTTP in
 ``cli/rpc_client.py``. Every trading command builds one :class:`SignedTx` for the chain named by
 a genesis file (``--genesis`` or ``--home``), then either prints it (``--dry-run``) or submits
 it to a node (``--rpc URL``). ``--json`` prints one machine-readable object instead of tables.
@@ -46,11 +46,7 @@ from lockstep.consensus.actions import (
 from lockstep.consensus.crypto import SEED_BYTES, Signer
 from lockstep.consensus.genesis import Genesis, Market
 from lockstep.node.config import load_config
-from lockstep.node.genesis_file import read_genesis_file
-from lockstep.node.home import HomeLayout
-from lockstep.node.keys import load_wallet, save_wallet, wallet_is_encrypted, wallet_public_key
-from lockstep.node.tx_json import tx_to_json
-from lockstep.node.units import (
+from lockstep.node.exchange.units import (
     UnitError,
     amount_to_atoms,
     find_market,
@@ -58,6 +54,10 @@ from lockstep.node.units import (
     format_price,
     format_size,
 )
+from lockstep.node.genesis_file import read_genesis_file
+from lockstep.node.home import HomeLayout
+from lockstep.node.keys import load_wallet, save_wallet, wallet_is_encrypted, wallet_public_key
+from lockstep.node.tx_json import tx_to_json
 
 from .errors import CLIError
 from .output import print_help_of, print_rows, print_table
@@ -484,8 +484,9 @@ def cmd_balance(args: argparse.Namespace) -> int:
             _print_json({k: v for k, v in acct.items() if k not in ("positions", "open_orders")})
             return 0
         equity, initial = acct["equity"], acct["initial_margin"]
-        # What a Transfer or Withdraw may take now, by the executor's rule (node/executor.py,
-        # ``_transfer``): at most the collateral, and what is left must cover initial margin.
+        # What a Transfer or Withdraw may take now, by the executor's rule
+        # (node/exchange/executor.py, ``_transfer``): at most the collateral, and what is left
+        # must cover initial margin.
         free = max(0, min(acct["collateral"], equity - initial))
         rows = [
             ("account", acct["owner"]),

@@ -85,12 +85,12 @@ from . import views
 from .block_store import BlockStore, StoredBlock
 from .chain_app import ChainApp
 from .config import NodeConfig
-from .executor import BlockResult, Exchange
+from .exchange.executor import BlockResult, Exchange
+from .exchange.mempool_rules import Reason, check_static
 from .genesis_file import read_genesis_file
 from .keys import ValidatorKeys, load_validator_keys
 from .mempool import Mempool, PendingTx, PoolReason
 from .mempool_journal import MempoolJournal
-from .mempool_rules import Reason, check_static
 from .metrics import NodeMetrics
 from .pending_store import PendingBlockStore
 from .rpc import Admission, RpcLimits, build_rpc_app
@@ -319,7 +319,7 @@ class Node:
         self.paths.data_dir.mkdir(parents=True, exist_ok=True)
         self.block_store = await self.worker.run(BlockStore, self.paths.data_dir / "blocks.sqlite")
         self.exchange = await self.worker.run(
-            Exchange.open, self.paths.data_dir / "ledger.sqlite", self.genesis
+            Exchange.open, self.paths.data_dir / "ledger.sqlite", self.genesis, time.monotonic
         )
         self.journal = MempoolJournal(self.paths.data_dir, self.worker.run)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from lockstep.consensus.genesis import Genesis, Market
 
-from .executor import Exchange, TxOutcome
-from .ledger import Trade
-from .mempool_rules import Reason
-from .units import format_amount, format_price, format_size
+from .exchange.executor import Exchange, TxOutcome
+from .exchange.ledger import Trade
+from .exchange.mempool_rules import Reason
+from .exchange.units import format_amount, format_price, format_size
 
 
 def market_json(m: Market, ex: Exchange) -> dict[str, Any]:
@@ -173,8 +173,4 @@ def ledger_totals_json(ex: Exchange, genesis: Genesis) -> dict[str, Any]:
 def state_roots(ex: Exchange, first: int, last: int) -> list[tuple[int, bytes]]:
     """The state root after each applied height in ``first..last``, from the ledger itself
     (written in the same transaction as the state it commits to)."""
-    rows = ex.store.rows(
-        "SELECT height, state_root FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
-        (first, last),
-    )
-    return [(int(h), bytes(r)) for h, r in rows]
+    return ex.store.state_roots(first, last)

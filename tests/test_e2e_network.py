@@ -25,8 +25,8 @@ from lockstep.consensus.actions import (
     Transfer,
 )
 from lockstep.consensus.crypto import Signer
+from lockstep.node.exchange.mempool_rules import INSURANCE_FUND, MAX_OPEN_ORDERS_PER_ACCOUNT
 from lockstep.node.keys import load_wallet
-from lockstep.node.mempool_rules import INSURANCE_FUND, MAX_OPEN_ORDERS_PER_ACCOUNT
 
 from .localnet import (
     height,

@@ -14,7 +14,7 @@ from lockstep.cli.txbuild import (
 )
 from lockstep.consensus.actions import OrderType, PlaceOrder, Side, TimeInForce
 from lockstep.consensus.genesis import default_markets
-from lockstep.node.units import UnitError
+from lockstep.node.exchange.units import UnitError
 
 BTC, ETH = default_markets()
 YEAR_2248_MS = 2**43

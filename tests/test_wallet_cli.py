@@ -725,7 +725,7 @@ def test_answers_match_views(
     """The fixed answers above have the shapes the node's views build over a real exchange, and
     the tables print those views (so a renamed field fails here, not in a trader's terminal)."""
     views = pytest.importorskip("lockstep.node.views")
-    from lockstep.node.executor import Exchange
+    from lockstep.node.exchange.executor import Exchange
 
     genesis = chain[0]
     maker, taker = Signer(seed_of("trader-0")), Signer(seed_of("trader-1"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockstep.node import funding
-from lockstep.node.executor import FundingEvent
+from lockstep.node.exchange import funding
+from lockstep.node.exchange.executor import FundingEvent
 
-from .test_exchange_scenarios import BUY, SELL, Harness, test_market
+from .test_executor import BUY, SELL, Harness, test_market
 
 
 def test_premium_sample() -> None:

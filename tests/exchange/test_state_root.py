@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cbor2
 from lockstep.consensus.crypto import DOMAIN_STATE
-from lockstep.node.state_root import (
+from lockstep.node.exchange.state_root import (
     EMPTY_BUCKET,
     FANOUT,
     N_BUCKETS,
@@ -19,7 +19,7 @@ from lockstep.node.state_root import (
     leaf_hash,
 )
 
-from .test_exchange_scenarios import BUY, SELL, USD, Harness
+from .test_executor import BUY, SELL, USD, Harness
 
 
 def reference_root(records: dict[bytes, tuple]) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 from lockstep.consensus.actions import Side
-from lockstep.node.book import Book, RestingOrder
+from lockstep.node.exchange.book import Book, RestingOrder
 
 A, B = b"a" * 32, b"b" * 32
 

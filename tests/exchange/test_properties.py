@@ -28,11 +28,11 @@ from lockstep.consensus.actions import (
     SignedTx,
     TimeInForce,
 )
-from lockstep.node.executor import Exchange
-from lockstep.node.mempool_rules import SYSTEM_ACCOUNTS
-from lockstep.node.state_root import full_root
+from lockstep.node.exchange.executor import Exchange
+from lockstep.node.exchange.mempool_rules import SYSTEM_ACCOUNTS
+from lockstep.node.exchange.state_root import full_root
 
-from .test_exchange_scenarios import USD, Harness, test_market
+from .test_executor import USD, Harness, test_market
 
 TRADERS = ("alice", "bob", "carol", "dave")
 BALANCES = {"alice": 3_000 * USD, "bob": 20_000 * USD, "carol": 1_500 * USD,

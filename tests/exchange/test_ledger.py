@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from lockstep.node import ledger
-from lockstep.node.executor import Exchange, ExchangeHalted
-from lockstep.node.ledger import (
+from lockstep.node.exchange import ledger
+from lockstep.node.exchange.executor import Exchange, ExchangeHalted
+from lockstep.node.exchange.ledger import (
     COMMIT_EVERY_BLOCKS,
     SCHEMA_VERSION,
     AccountState,
@@ -19,9 +19,9 @@ from lockstep.node.ledger import (
     u64_from_sql,
     u64_to_sql,
 )
-from lockstep.node.state_root import full_root
+from lockstep.node.exchange.state_root import full_root
 
-from .test_exchange_scenarios import BUY, SELL, USD, Harness
+from .test_executor import BUY, SELL, USD, Harness
 
 A = b"a" * 32
 

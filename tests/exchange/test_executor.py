@@ -38,10 +38,10 @@ from lockstep.consensus.genesis import (
     default_timing,
 )
 from lockstep.consensus.vrf import vrf_keypair_from_seed
-from lockstep.node.executor import BlockResult, Exchange
-from lockstep.node.mempool_rules import FEE_ACCOUNT, INSURANCE_FUND, Reason
+from lockstep.node.exchange.executor import BlockResult, Exchange
+from lockstep.node.exchange.mempool_rules import FEE_ACCOUNT, INSURANCE_FUND, Reason
 
-from .conftest import seed_of
+from ..conftest import seed_of
 
 USD = 1_000_000
 MULT = 1_000_000
@@ -346,7 +346,7 @@ def test_insufficient_margin(tmp_path: Path) -> None:
 
 
 def test_weighted_median_and_staleness() -> None:
-    from lockstep.node.prices import index_price, mark_price, weighted_median
+    from lockstep.node.exchange.prices import index_price, mark_price, weighted_median
 
     a, b, c, d = (bytes([i]) * 32 for i in range(4))
     assert weighted_median([]) is None

@@ -30,8 +30,7 @@ SQLite stores integers as signed 64-bit; uint64 client ids and nonces are stored
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -462,10 +461,15 @@ CACHE_KIB = 16 * 1024
 class LedgerStore:
     """The SQLite file. One connection, used from one thread; a savepoint per block, a
     transaction per few blocks (``COMMIT_EVERY_BLOCKS``). Reads on the connection see every
-    block written, committed or not."""
+    block written, committed or not.
 
-    def __init__(self, path: str) -> None:
+    ``monotonic`` is the daemon's clock for the ``COMMIT_EVERY_S`` bound; the exchange reads no
+    clock itself, and without one only the block count bounds a transaction. When a commit
+    happens decides durability only, never a byte of state."""
+
+    def __init__(self, path: str, monotonic: Callable[[], float] | None = None) -> None:
         self.path = path
+        self._monotonic = monotonic
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a crash may lose the last committed blocks but never corrupts the file; they
@@ -501,7 +505,8 @@ class LedgerStore:
         db = self.db
         if not db.in_transaction:
             db.execute("BEGIN")
-            self._began = time.monotonic()
+            if self._monotonic is not None:
+                self._began = self._monotonic()
         db.execute("SAVEPOINT block")
         try:
             if w.accounts:
@@ -545,9 +550,8 @@ class LedgerStore:
                 db.execute("RELEASE block")
             raise
         self._uncommitted += 1
-        if (
-            self._uncommitted >= COMMIT_EVERY_BLOCKS
-            or time.monotonic() - self._began >= COMMIT_EVERY_S
+        if self._uncommitted >= COMMIT_EVERY_BLOCKS or (
+            self._monotonic is not None and self._monotonic() - self._began >= COMMIT_EVERY_S
         ):
             self.flush()
 
@@ -559,6 +563,46 @@ class LedgerStore:
     def dump(self) -> dict[str, list[tuple]]:
         """Every table's rows in primary-key order: what "same SQLite contents" compares."""
         return {t: self.rows(f"SELECT * FROM {t} ORDER BY 1, 2") for t in TABLES}
+
+    def load_accounts(self) -> list[tuple[bytes, int]]:
+        return self.rows("SELECT * FROM accounts ORDER BY owner")
+
+    def load_markets(self) -> list[tuple]:
+        return self.rows("SELECT * FROM markets ORDER BY market")
+
+    def load_positions(self) -> list[tuple[bytes, int, int, int, int, int]]:
+        return self.rows("SELECT * FROM positions ORDER BY owner, market")
+
+    def load_oracle(self) -> list[tuple[int, bytes, int, int]]:
+        return self.rows("SELECT * FROM oracle ORDER BY 1, 2")
+
+    def load_replay(self) -> list[tuple[bytes, int, int]]:
+        """(signer, nonce, expiry height) of every remembered nonce."""
+        rows = self.rows("SELECT * FROM replay ORDER BY 1, 2")
+        return [(s, u64_from_sql(n), e) for s, n, e in rows]
+
+    def trades_newest_first(self, market: int, limit: int) -> list[Trade]:
+        rows = self.rows(
+            "SELECT * FROM trades WHERE market=? ORDER BY trade_id DESC LIMIT ?", (market, limit)
+        )
+        return [Trade(*r[:11], bool(r[11])) for r in rows]
+
+    def first_tx_status(self, id8: int, tx_id: bytes) -> tuple[int, int, int] | None:
+        """(tx index, reason, action index) of a transaction's first inclusion, if any."""
+        rows = self.rows(
+            "SELECT tx_index, reason, action_index FROM tx_status WHERE id8=? AND tx_id=? "
+            "ORDER BY rowid LIMIT 1",
+            (id8, tx_id),
+        )
+        return rows[0] if rows else None
+
+    def state_roots(self, first: int, last: int) -> list[tuple[int, bytes]]:
+        """The state root stored with each applied height in ``first..last``."""
+        rows = self.rows(
+            "SELECT height, state_root FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+            (first, last),
+        )
+        return [(int(h), bytes(r)) for h, r in rows]
 
     def load_orders(self) -> list[RestingOrder]:
         from lockstep.consensus.actions import Side

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from lockstep.consensus.actions import Side
-from lockstep.node.book import Book, RestingOrder
-from lockstep.node.matching import match, would_cross
-from lockstep.node.mempool_rules import Reason
+from lockstep.node.exchange.book import Book, RestingOrder
+from lockstep.node.exchange.matching import match, would_cross
+from lockstep.node.exchange.mempool_rules import Reason
 
 T, M1, M2 = b"t" * 32, b"1" * 32, b"2" * 32
 

@@ -1,4 +1,5 @@
-"""node/units.py: human prices, sizes and amounts convert to integers exactly, or not at all."""
+"""node/exchange/units.py: human prices, sizes and amounts convert to integers exactly, or not
+at all."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lockstep.consensus.genesis import QUOTE_DECIMALS, LeverageTier, Market, default_markets
-from lockstep.node.units import (
+from lockstep.node.exchange.units import (
     UnitError,
     amount_to_atoms,
     atoms_to_amount,

@@ -1,6 +1,6 @@
 """Liquidation: pure helpers, and three scenarios with hand-computed numbers.
 
-Common set-up (market of tests/test_exchange_scenarios.py: $1 per tick per lot, IM 10%, MM 5%,
+Common set-up (market of tests/exchange/test_executor.py: $1 per tick per lot, IM 10%, MM 5%,
 liquidation fee 1%, taker 0.05%, maker 0.02%): Alice has 1,000 USD and buys 90 lots at 100
 (notional 9,000 USD, initial margin 900, taker fee 4.50), leaving 995.50 USD of collateral and a
 maintenance requirement of 5% × 90 × mark.
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockstep.node.executor import DeficitEvent, DeleverageEvent, LiquidationEvent
-from lockstep.node.liquidation import adl_rank_key, band_price, split_pro_rata
-from lockstep.node.mempool_rules import Reason
+from lockstep.node.exchange.executor import DeficitEvent, DeleverageEvent, LiquidationEvent
+from lockstep.node.exchange.liquidation import adl_rank_key, band_price, split_pro_rata
+from lockstep.node.exchange.mempool_rules import Reason
 
-from .test_exchange_scenarios import BUY, SELL, USD, Harness
+from .test_executor import BUY, SELL, USD, Harness
 
 
 def test_band_price_rounds_toward_the_mark() -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -62,7 +62,6 @@ from .ledger import (
     MarketState,
     Position,
     Trade,
-    u64_from_sql,
     u64_to_sql,
 )
 from .margin import Spec, initial_requirement, maintenance_requirement, open_loss
@@ -257,9 +256,15 @@ class Exchange:
     # ----------------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, db_path: str | os.PathLike[str], genesis: Genesis) -> Exchange:
-        """Open (or create) the ledger file and rebuild the in-memory state from it."""
-        store = LedgerStore(os.fspath(db_path))
+    def open(
+        cls,
+        db_path: str | os.PathLike[str],
+        genesis: Genesis,
+        monotonic: Callable[[], float] | None = None,
+    ) -> Exchange:
+        """Open (or create) the ledger file and rebuild the in-memory state from it.
+        ``monotonic`` bounds how long blocks stay uncommitted (``LedgerStore``)."""
+        store = LedgerStore(os.fspath(db_path), monotonic)
         ex = cls(genesis, store)
         meta = store.meta()
         if "height" not in meta:
@@ -297,9 +302,9 @@ class Exchange:
         self.next_order_id = int(meta["next_order_id"])
         self.next_trade_id = int(meta["next_trade_id"])
         led.withdrawn_total = int(meta["withdrawn_total"])
-        for owner, collateral in store.rows("SELECT * FROM accounts ORDER BY owner"):
+        for owner, collateral in store.load_accounts():
             led.accounts[owner] = AccountState(owner, collateral)
-        for row in store.rows("SELECT * FROM markets ORDER BY market"):
+        for row in store.load_markets():
             ms = MarketState(row[0], row[1], row[5])
             (
                 _,
@@ -314,9 +319,7 @@ class Exchange:
                 ms.short_oi,
             ) = row
             led.markets[ms.market_id] = ms
-        for owner, market, size, on, realized, fpaid in store.rows(
-            "SELECT * FROM positions ORDER BY owner, market"
-        ):
+        for owner, market, size, on, realized, fpaid in store.load_positions():
             led.accounts[owner].positions[market] = Position(
                 owner, market, size, on, realized, fpaid
             )
@@ -325,11 +328,9 @@ class Exchange:
         for o in store.load_orders():
             self._index_order(o)
             self.books[o.market].add(o)
-        for market, validator, price, stamped in store.rows("SELECT * FROM oracle ORDER BY 1, 2"):
+        for market, validator, price, stamped in store.load_oracle():
             self.oracle[market][validator] = (price, stamped)
-        self.replay.load(
-            (s, u64_from_sql(n), e) for s, n, e in store.rows("SELECT * FROM replay ORDER BY 1, 2")
-        )
+        self.replay.load(store.load_replay())
         for owner in sorted(led.accounts):
             if owner not in SYSTEM_ACCOUNTS and led.accounts[owner].positions:
                 self.risk.assess(self, led.accounts[owner])
@@ -1105,10 +1106,7 @@ class Exchange:
         ring = self.recent_trades[market]
         if limit <= len(ring):
             return list(reversed(ring))[:limit]
-        rows = self.store.rows(
-            "SELECT * FROM trades WHERE market=? ORDER BY trade_id DESC LIMIT ?", (market, limit)
-        )
-        return [Trade(*r[:11], bool(r[11])) for r in rows]
+        return self.store.trades_newest_first(market, limit)
 
     def tx_status(self, tx_id: bytes) -> TxOutcome | None:
         """Outcome of an included transaction (None: not in any applied block). The node keeps
@@ -1116,14 +1114,10 @@ class Exchange:
 
         The first inclusion is the outcome: a later copy of the same bytes is only a repeat
         (refused as REPLAYED, or EXPIRED), and never hides what the transaction did."""
-        rows = self.store.rows(
-            "SELECT tx_index, reason, action_index FROM tx_status WHERE id8=? AND tx_id=? "
-            "ORDER BY rowid LIMIT 1",
-            (_id8(tx_id), tx_id),
-        )
-        if not rows:
+        found = self.store.first_tx_status(_id8(tx_id), tx_id)
+        if found is None:
             return None
-        i, r, a = rows[0]
+        i, r, a = found
         return TxOutcome(i, tx_id, Reason(r), a)
 
     def market_state(self, market: int) -> MarketState:

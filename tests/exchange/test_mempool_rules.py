@@ -21,17 +21,17 @@ from lockstep.consensus.actions import (
     Withdraw,
 )
 from lockstep.consensus.crypto import Signer
-from lockstep.node.mempool_rules import (
+from lockstep.node.exchange.mempool_rules import (
     FEE_ACCOUNT,
     INSURANCE_FUND,
     Reason,
     check_static,
     genesis_tables,
 )
-from lockstep.node.replay import ReplayGuard
+from lockstep.node.exchange.replay import ReplayGuard
 
-from .conftest import seed_of
-from .test_exchange_scenarios import Harness
+from ..conftest import seed_of
+from .test_executor import Harness
 
 K = Signer(seed_of("trader-alice")).public_key
 
@@ -113,7 +113,7 @@ def test_rejected_in_block_changes_nothing_but_the_nonce(tmp_path: Path) -> None
 
 
 def test_too_many_open_orders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockstep.node import executor
+    from lockstep.node.exchange import executor
 
     monkeypatch.setattr(executor, "MAX_OPEN_ORDERS_PER_ACCOUNT", 2)
     h = Harness(tmp_path / "x.db")
