@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .codec import (
+from .schema import (
     Bytes,
     Enum,
     FieldKind,

@@ -308,7 +308,7 @@ def test_the_encoding_cache_never_keeps_a_block_alive() -> None:
     its bytes with it."""
     import weakref
 
-    from lockstep.consensus.codec import _ENCODINGS
+    from lockstep.consensus.schema import _ENCODINGS
 
     qc = messages.QuorumCert(messages.VoteData(1, 1, b"\x01" * 32), (0,), (b"\x00" * 64,))
     block = messages.Block(2, 3, 0, b"\x01" * 32, qc, 0, 5, 0, b"\x00" * 32, (_signed(),), ())
@@ -322,7 +322,7 @@ def test_the_encoding_cache_never_keeps_a_block_alive() -> None:
 def test_block_encoding_cache_and_proposal_slice() -> None:
     """A proposal's block is a slice of the proposal's bytes; the cache returns exactly the
     canonical encoding, with or without a timeout certificate."""
-    from lockstep.consensus.codec import _ENCODINGS
+    from lockstep.consensus.schema import _ENCODINGS
     from lockstep.node.daemon import _remember_block_bytes
 
     qc = messages.QuorumCert(messages.VoteData(1, 1, b"\x01" * 32), (0,), (b"\x00" * 64,))
