@@ -191,7 +191,7 @@ class Host:
         self._ihave_due: list[bytes] = []
         """Ids from the heartbeat before: announced at the next one, so the direct copy has had
         a whole heartbeat to arrive and a healthy mesh sends no IWANT."""
-        self.sync = SyncEndpoint(self, sync_handler)
+        self.sync = SyncEndpoint(self._conns.get, sync_handler)
         self._inbound_send, self.inbound = trio.open_memory_channel[list[Inbound]](
             config.inbound_batches
         )

@@ -23,7 +23,7 @@ import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
@@ -31,10 +31,7 @@ from .envelope import Goodbye, Ping
 from .framing import FrameDecoder, FrameError, Kind, Priority, encode_frame
 from .noise_session import RecordError, SecureSession
 
-if TYPE_CHECKING:
-    from .host import Host
-
-__all__ = ["PeerClosed", "PeerConnection", "QueueLimits"]
+__all__ = ["PeerClosed", "PeerConnection", "PeerHost", "PeerSettings", "QueueLimits"]
 
 RECV_BYTES = 256 * 1024
 """One receive call: large enough to take a burst of hundreds of records at once."""
@@ -57,6 +54,41 @@ class QueueLimits:
     """Four maximal sync answers."""
 
 
+class PeerSettings(Protocol):
+    """The limits and timers a connection reads from its host's configuration
+    (``host.HostConfig`` is one)."""
+
+    @property
+    def queue_limits(self) -> QueueLimits: ...
+
+    @property
+    def tx_flush_delay_s(self) -> float: ...
+
+    @property
+    def ping_interval_s(self) -> float: ...
+
+    @property
+    def idle_timeout_s(self) -> float: ...
+
+    @property
+    def write_timeout_s(self) -> float: ...
+
+
+class PeerHost(Protocol):
+    """What a connection uses of the host that runs it (``host.Host`` is one): its settings,
+    the sink for received frames, and the log of a full send queue. Declared here, so the
+    connection depends on this much and not on the host, which is built on connections."""
+
+    @property
+    def config(self) -> PeerSettings: ...
+
+    def _on_frames(
+        self, conn: PeerConnection, frames: list[tuple[int, bytes]], now: float
+    ) -> None: ...
+
+    def _log_queue_full(self, conn: PeerConnection, queue: str, dropped: int) -> None: ...
+
+
 class PeerClosed(Exception):
     """Raised inside a peer's tasks to close the connection with a reason code."""
 
@@ -74,7 +106,7 @@ class PeerConnection:
 
     def __init__(
         self,
-        host: Host,
+        host: PeerHost,
         stream: trio.SocketStream,
         session: SecureSession,
         initiated_locally: bool,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 import trio
@@ -38,13 +38,13 @@ from .envelope import (
 from .framing import MAX_FRAME_BYTES, MAX_SYNC_RESPONSE_BYTES, Kind, Priority, encode_frame
 
 if TYPE_CHECKING:
-    from .host import Host
     from .peer import PeerConnection
 
 __all__ = [
     "MAX_INFLIGHT_PER_PEER",
     "PeerUnavailable",
     "RequestHandler",
+    "Requester",
     "SyncEndpoint",
     "SyncError",
     "SyncRefused",
@@ -66,6 +66,12 @@ MAX_PENDING_REQUESTS = 1024
 
 RequestHandler = Callable[[bytes, bytes], Awaitable[bytes]]
 """``async handler(peer_key, request_payload) -> response_payload``, supplied by the node."""
+
+
+class Requester(Protocol):
+    """What :func:`fetch_blocks` asks through: ``host.Host`` (or a :class:`SyncEndpoint`)."""
+
+    async def request(self, peer: bytes, payload: bytes, *, timeout_s: float = ...) -> bytes: ...
 
 
 class SyncError(Exception):
@@ -104,8 +110,13 @@ class _Pending:
 class SyncEndpoint:
     """The host's request/response state: our pending requests and the requests we serve."""
 
-    def __init__(self, host: Host, handler: RequestHandler | None) -> None:
-        self.host = host
+    def __init__(
+        self,
+        connection: Callable[[bytes], PeerConnection | None],
+        handler: RequestHandler | None,
+    ) -> None:
+        self.connection = connection
+        """The live session with a peer, or None: the host's lookup, passed in."""
         self.handler = handler
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
@@ -127,7 +138,7 @@ class SyncEndpoint:
             raise ValueError(f"request payload of {len(payload)} bytes is too large")
         if len(self._pending) >= MAX_PENDING_REQUESTS:
             raise SyncError("too many outstanding requests")
-        conn = self.host._conns.get(peer)
+        conn = self.connection(peer)
         if conn is None:
             raise PeerUnavailable(f"not connected to {peer.hex()[:8]}")
         rid = next(self._ids)
@@ -234,7 +245,7 @@ def block_range_handler(
 
 
 async def fetch_blocks(
-    host: Host, peer: bytes, start_height: int, max_blocks: int, *, timeout_s: float = 10.0
+    host: Requester, peer: bytes, start_height: int, max_blocks: int, *, timeout_s: float = 10.0
 ) -> list[bytes]:
     """Ask ``peer`` for committed blocks from ``start_height``; return their bytes, in order.
 
