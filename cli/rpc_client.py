@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 DEFAULT_RPC_URL = "http://127.0.0.1:26657"
-"""Where the read commands look when not told: a node's ``[rpc] listen_address`` default
-(``DEFAULT_RPC_PORT`` in node/config.py) on this machine."""
+"""A node's ``[rpc] listen_address`` default (``DEFAULT_RPC_PORT`` in node/config.py) on this
+machine: where the wallet looks when neither ``--rpc`` nor its files name a node."""
 
 MAX_BOOK_DEPTH = 500
 MAX_TRADES_LIMIT = 1_000

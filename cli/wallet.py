@@ -4,12 +4,15 @@ Thin: argument parsing and printing live here; transaction building is in ``cli/
 unit conversion in ``node/exchange/units.py``, key files in ``node/keys.py``, HTTP in
 ``cli/rpc_client.py``. Every trading command builds one :class:`SignedTx` for the chain named by
 a genesis file (``--genesis`` or ``--home``), then either prints it (``--dry-run``) or submits
-it to a node (``--rpc URL``). ``--json`` prints one machine-readable object instead of tables.
+it to a node. ``--json`` prints one machine-readable object instead of tables.
 
 The read commands (``balance``, ``positions``, ``orders``, ``book``, ``trades``, ``status``) sign
-nothing and need no passphrase: they GET one route of a node (``--rpc``, default this machine's
-node) and print the node's JSON (``--json``) or tables in human units. The node's answers carry
-both integer and human fields (docs/rpc.md), so the wallet converts nothing it can read off.
+nothing and need no passphrase: they GET one route of a node and print the node's JSON
+(``--json``) or tables in human units. The node's answers carry both integer and human fields
+(docs/rpc.md), so the wallet converts nothing it can read off.
+
+Which node: ``--rpc URL`` if given, else the one the named files record (``NODE_RULE`` below,
+printed by ``--help``), so the commands a testnet's README shows need no URL.
 
 Passphrases come from ``LOCKSTEP_WALLET_PASSPHRASE`` when set (scripts), else from a prompt
 that does not echo. They are never accepted as a command-line argument, where ``ps`` and shell
@@ -45,7 +48,7 @@ from lockstep.consensus.actions import (
 )
 from lockstep.consensus.crypto import SEED_BYTES, Signer
 from lockstep.consensus.genesis import Genesis, Market
-from lockstep.node.config import load_config
+from lockstep.node.config import HostPort, NodeConfig, load_config
 from lockstep.node.exchange.units import (
     UnitError,
     amount_to_atoms,
@@ -81,6 +84,27 @@ DEFAULT_WALLET = Path("~/.lockstep/wallet.json")
 DEFAULT_EXPIRES_IN_BLOCKS = 100
 """About 5 s at the default 50 ms block interval: long enough to be included under load, short
 enough that a stuck order does not surprise its owner much later."""
+NETWORK_FIRST_NODE = "node0"
+"""The node of a network directory (``testnet up`` / ``testnet generate``) the wallet talks to."""
+WALLETS_DIR = "wallets"
+"""Where a network directory keeps its funded trader wallets."""
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+"""A listener on every interface, and the loopback address that reaches it on its machine."""
+NODE_RULE = f"""\
+which node, when --rpc is not given (--rpc URL always wins); the first that applies:
+  1. --home DIR: that node, at the [rpc] listen_address of its config.toml
+  2. --genesis PATH in a node's config/ directory (beside a config.toml): that node, as in 1
+  3. --genesis PATH in a network directory of `lockstep testnet up` or `testnet generate`
+     (one holding {NETWORK_FIRST_NODE}/): that network's {NETWORK_FIRST_NODE}, at its \
+[rpc] listen_address
+  4. ${HOME_ENV}: that node, as in 1
+  5. the wallet file (--file, ${WALLET_ENV}) in a network directory's {WALLETS_DIR}/: as in 3
+  6. otherwise this machine's node at the default port, {DEFAULT_RPC_URL}
+  A listener on every interface (0.0.0.0) is reached at 127.0.0.1 in 1, 2 and 4 (you are on
+  the node's machine), and in 3 and 5 at the host {NETWORK_FIRST_NODE} advertises in the genesis
+  (a network directory may be a copy on another machine). --dry-run contacts no node unless
+  --rpc is given, so offline signing stays offline.
+"""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -191,8 +215,8 @@ def _connect(args: argparse.Namespace, refusal: str = "refusing to sign for it")
     status = get_status(args.rpc)
     if status["chain_id"] != genesis.chain_id.hex():
         raise CLIError(
-            f"the node at {args.rpc} is on chain {status['chain_id']}, but your genesis names "
-            f"chain {genesis.chain_id.hex()} ({genesis.chain_name}); {refusal}"
+            f"the node at {args.rpc}{_why(args)} is on chain {status['chain_id']}, but your "
+            f"genesis names chain {genesis.chain_id.hex()} ({genesis.chain_name}); {refusal}"
         )
     return _Chain(genesis, status["height"])
 
@@ -290,8 +314,6 @@ def _sign_and_send(args: argparse.Namespace, body: TxBody, signer: Signer, chain
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Signer, _Chain]:
-    if not args.dry_run and not args.rpc:
-        raise CLIError("nothing to do: give --rpc URL to submit, or --dry-run to print the tx")
     if not 1 <= args.wait_ms <= MAX_WAIT_MS:
         raise CLIError(f"--wait-ms must be in 1..{MAX_WAIT_MS}")
     if args.wait and args.dry_run:
@@ -302,6 +324,117 @@ def _prepare(args: argparse.Namespace) -> tuple[Signer, _Chain]:
 
 def _market(chain: _Chain, name: str) -> Market:
     return find_market(chain.genesis, name)
+
+
+# --------------------------------------------------------------------------- which node
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChoice:
+    """The node a command talks to, and which file named it (for messages)."""
+
+    url: str
+    source: str
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{HostPort(host, port)}"
+
+
+def _listen_url(cfg: NodeConfig, wildcard_host: str | None = None) -> str:
+    """The URL reaching ``[rpc] listen_address``; a wildcard listener at ``wildcard_host``, else
+    at the loopback address of its family (the caller is on the node's machine)."""
+    hp = cfg.rpc.listen_address
+    host = hp.host
+    if host in WILDCARD_HOSTS:
+        host = wildcard_host or WILDCARD_HOSTS[host]
+    return _url(host, hp.port)
+
+
+def _home_node(home: Path, source: str) -> NodeChoice:
+    """A node home's RPC listener (the config default if the home has no config.toml)."""
+    layout = HomeLayout(home)
+    if not layout.config_file.exists():
+        return NodeChoice(DEFAULT_RPC_URL, f"{source}, without config.toml")
+    return NodeChoice(_listen_url(load_config(layout.config_file)), source)
+
+
+def _network_node(net_dir: Path, source: str) -> NodeChoice | None:
+    """The first node of a network directory, or None if ``net_dir`` is not one.
+
+    A wildcard listener (``testnet generate --hosts`` writes 0.0.0.0) is reached at the host the
+    node advertises as a validator: the directory may be a copy on a machine without nodes.
+    """
+    config_file = HomeLayout(net_dir / NETWORK_FIRST_NODE).config_file
+    if not config_file.exists():
+        return None
+    cfg = load_config(config_file)
+    advertised = None
+    if cfg.rpc.listen_address.host in WILDCARD_HOSTS and (net_dir / "genesis.toml").exists():
+        genesis = read_genesis_file(net_dir / "genesis.toml")
+        for v in genesis.validators:
+            if v.name == cfg.node.moniker:
+                advertised = HostPort.parse(v.address, f"validator {v.name} address").host
+    where = f"{NETWORK_FIRST_NODE} of the network in {net_dir}, by {source}"
+    return NodeChoice(_listen_url(cfg, advertised), where)
+
+
+def choose_node(args: argparse.Namespace) -> NodeChoice:
+    """The node to talk to when ``--rpc`` is not given: the rule of ``NODE_RULE``.
+
+    Why from the named files and not a guess from the genesis' validator addresses: those are
+    peer-to-peer endpoints, and a node's RPC listens on 127.0.0.1 unless its operator opens it,
+    so a guess would send a trader's orders to a machine the trader did not choose, or time out.
+    """
+    if getattr(args, "home", None):
+        home = Path(args.home).expanduser()
+        return _home_node(home, f"the node of --home {home}")
+    if getattr(args, "genesis", None):
+        beside = Path(args.genesis).expanduser().parent
+        home = HomeLayout(beside.parent)
+        if beside == home.config_dir and home.config_file.exists():
+            return _home_node(home.home, f"the node of {home.home}, by --genesis")
+        found = _network_node(beside, "--genesis")
+        if found is not None:
+            return found
+    if os.environ.get(HOME_ENV):
+        home = Path(os.environ[HOME_ENV]).expanduser()
+        return _home_node(home, f"the node of ${HOME_ENV} {home}")
+    if hasattr(args, "file"):
+        folder = _wallet_path(args).parent
+        if folder.name == WALLETS_DIR:
+            found = _network_node(folder.parent, "the wallet file")
+            if found is not None:
+                return found
+    return NodeChoice(DEFAULT_RPC_URL, "this machine's node")
+
+
+def _why(args: argparse.Namespace) -> str:
+    """`` (…, as no --rpc was given)`` when the node was chosen by the rule, for messages."""
+    source = getattr(args, "rpc_source", None)
+    return f" ({source}, as no --rpc was given)" if source else ""
+
+
+def _with_node(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Run ``command`` with ``args.rpc`` set by the rule unless given (or offline, --dry-run).
+
+    An unreachable chosen node is reported with where the choice came from, since the user
+    typed no URL.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        args.rpc_source = None
+        if not args.rpc and not getattr(args, "dry_run", False):
+            node = choose_node(args)
+            args.rpc, args.rpc_source = node.url, node.source
+        try:
+            return command(args)
+        except RPCError as e:
+            if e.status is None and args.rpc_source:
+                raise CLIError(f"{e}{_why(args)}; give --rpc URL") from None
+            raise
+
+    return run
 
 
 # --------------------------------------------------------------------------- commands
@@ -413,8 +546,8 @@ def _account(args: argparse.Namespace) -> dict[str, Any]:
         if e.reason != "UNKNOWN_ACCOUNT":
             raise
         raise CLIError(
-            f"no account {owner} on the chain of {args.rpc} (an account exists once it holds "
-            "collateral, from the genesis or a transfer)"
+            f"no account {owner} on the chain of {args.rpc}{_why(args)} (an account exists "
+            "once it holds collateral, from the genesis or a transfer)"
         ) from None
 
 
@@ -438,9 +571,9 @@ def _markets(args: argparse.Namespace) -> list[_MarketRef]:
 
     A named genesis is checked against the node's chain id, as for signing: on another chain the
     same symbol may be another market id. Without one, ``/v1/markets`` of the node is the list,
-    so reading needs nothing but ``--rpc``.
+    so reading needs nothing but a node.
     """
-    if args.genesis or args.home or os.environ.get(HOME_ENV):
+    if getattr(args, "genesis", None) or getattr(args, "home", None) or os.environ.get(HOME_ENV):
         genesis = _connect(args, "refusing to read its markets by this genesis").genesis
         return [_MarketRef(m.market_id, m.symbol, m.lot_size) for m in genesis.markets]
     doc = get_object(args.rpc, "/v1/markets")
@@ -630,7 +763,11 @@ def _trading(p: argparse.ArgumentParser) -> None:
     chain = p.add_argument_group("chain and node")
     chain.add_argument("--genesis", help="genesis.toml of the chain to sign for")
     chain.add_argument("--home", help=f"a node home whose genesis to use (or ${HOME_ENV})")
-    chain.add_argument("--rpc", help="node RPC URL, e.g. http://127.0.0.1:26657")
+    chain.add_argument(
+        "--rpc",
+        help="node RPC URL, e.g. http://127.0.0.1:26657 (default: the node the files record, "
+        "see below)",
+    )
     chain.add_argument("--dry-run", action="store_true", help="build and sign, print, send nothing")
     chain.add_argument(
         "--wait", action="store_true", help="wait until the tx is finalized (or dropped)"
@@ -648,7 +785,8 @@ def _trading(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_EXPIRES_IN_BLOCKS,
         metavar="BLOCKS",
-        help="expiry: the node's current height + BLOCKS (default %(default)s; needs --rpc)",
+        help="expiry: the node's current height + BLOCKS (default %(default)s; needs a node, "
+        "so with --dry-run give --rpc or --expiry-height)",
     )
     tx.add_argument(
         "--expiry-height", type=_u64, metavar="H", help="last block height that may include it"
@@ -662,7 +800,7 @@ def _trading(p: argparse.ArgumentParser) -> None:
 def _reading(p: argparse.ArgumentParser, account: bool = False, markets: bool = False) -> None:
     """Flags of the read commands: a node, and which account or how to name markets."""
     p.add_argument("--json", action="store_true", help="print the node's JSON, not tables")
-    p.add_argument("--rpc", default=DEFAULT_RPC_URL, help="node RPC URL (default %(default)s)")
+    p.add_argument("--rpc", help="node RPC URL (default: the node the files record, see below)")
     if account:
         p.add_argument("--file", help=f"wallet file (default: ${WALLET_ENV} or {DEFAULT_WALLET})")
         p.add_argument(
@@ -678,9 +816,20 @@ def _reading(p: argparse.ArgumentParser, account: bool = False, markets: bool = 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``wallet`` and its actions to the top-level parser."""
-    wallet = sub.add_parser("wallet", help="keys and trading from a wallet")
+    wallet = sub.add_parser(
+        "wallet",
+        help="keys and trading from a wallet",
+        epilog=NODE_RULE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     wsub = wallet.add_subparsers(dest="wallet_command", metavar="ACTION")
     wallet.set_defaults(func=lambda args: print_help_of(wallet))
+
+    def talks_to_a_node(name: str, help: str) -> argparse.ArgumentParser:
+        """A subcommand that may talk to a node: its help ends with the rule choosing it."""
+        return wsub.add_parser(
+            name, help=help, epilog=NODE_RULE, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
 
     new = wsub.add_parser("new", help="create a wallet key file (mode 0600)")
     _common(new)
@@ -693,7 +842,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _common(address)
     address.set_defaults(func=cmd_address)
 
-    place = wsub.add_parser("place", help="place an order")
+    place = talks_to_a_node("place", help="place an order")
     _trading(place)
     place.add_argument("--market", required=True, help="symbol (BTC-PERP) or market id")
     place.add_argument("--side", required=True, choices=sorted(SIDES))
@@ -705,26 +854,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     place.add_argument(
         "--client-id", type=_u64, help="order id for cancels (default: random 63-bit)"
     )
-    place.set_defaults(func=cmd_place)
+    place.set_defaults(func=_with_node(cmd_place))
 
-    cancel = wsub.add_parser("cancel", help="cancel one open order by its client id")
+    cancel = talks_to_a_node("cancel", help="cancel one open order by its client id")
     _trading(cancel)
     cancel.add_argument("--market", required=True)
     cancel.add_argument("--client-id", type=_u64, required=True)
-    cancel.set_defaults(func=cmd_cancel)
+    cancel.set_defaults(func=_with_node(cmd_cancel))
 
-    cancel_all = wsub.add_parser("cancel-all", help="cancel all open orders in a market")
+    cancel_all = talks_to_a_node("cancel-all", help="cancel all open orders in a market")
     _trading(cancel_all)
     cancel_all.add_argument("--market", required=True)
-    cancel_all.set_defaults(func=cmd_cancel_all)
+    cancel_all.set_defaults(func=_with_node(cmd_cancel_all))
 
-    transfer = wsub.add_parser("transfer", help="move collateral to another account")
+    transfer = talks_to_a_node("transfer", help="move collateral to another account")
     _trading(transfer)
     transfer.add_argument("--to", type=_key_hex, required=True, help="recipient public key hex")
     transfer.add_argument("--amount", required=True, help="in quote currency, e.g. 100.5")
-    transfer.set_defaults(func=cmd_transfer)
+    transfer.set_defaults(func=_with_node(cmd_transfer))
 
-    withdraw = wsub.add_parser("withdraw", help="take collateral out of the exchange")
+    withdraw = talks_to_a_node("withdraw", help="take collateral out of the exchange")
     _trading(withdraw)
     withdraw.add_argument("--amount", required=True, help="in quote currency, e.g. 100.5")
     withdraw.add_argument(
@@ -734,21 +883,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HEX",
         help=f"external address, 1..{limits.MAX_WITHDRAW_DESTINATION_BYTES} bytes as hex",
     )
-    withdraw.set_defaults(func=cmd_withdraw)
+    withdraw.set_defaults(func=_with_node(cmd_withdraw))
 
-    balance = wsub.add_parser("balance", help="collateral, equity and margin of an account")
+    balance = talks_to_a_node("balance", help="collateral, equity and margin of an account")
     _reading(balance, account=True)
-    balance.set_defaults(func=cmd_balance)
+    balance.set_defaults(func=_with_node(cmd_balance))
 
-    positions = wsub.add_parser("positions", help="an account's open positions")
+    positions = talks_to_a_node("positions", help="an account's open positions")
     _reading(positions, account=True)
-    positions.set_defaults(func=cmd_positions)
+    positions.set_defaults(func=_with_node(cmd_positions))
 
-    orders = wsub.add_parser("orders", help="an account's open orders")
+    orders = talks_to_a_node("orders", help="an account's open orders")
     _reading(orders, account=True, markets=True)
-    orders.set_defaults(func=cmd_orders)
+    orders.set_defaults(func=_with_node(cmd_orders))
 
-    book = wsub.add_parser("book", help="order book of a market, best levels first")
+    book = talks_to_a_node("book", help="order book of a market, best levels first")
     _reading(book, markets=True)
     book.add_argument("market", help="symbol (BTC-PERP) or market id")
     book.add_argument(
@@ -757,9 +906,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=20,
         help=f"levels a side (default %(default)s, at most {MAX_BOOK_DEPTH})",
     )
-    book.set_defaults(func=cmd_book)
+    book.set_defaults(func=_with_node(cmd_book))
 
-    trades = wsub.add_parser("trades", help="recent trades of a market, newest first")
+    trades = talks_to_a_node("trades", help="recent trades of a market, newest first")
     _reading(trades, markets=True)
     trades.add_argument("market", help="symbol (BTC-PERP) or market id")
     trades.add_argument(
@@ -768,8 +917,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=50,
         help=f"how many (default %(default)s, at most {MAX_TRADES_LIMIT})",
     )
-    trades.set_defaults(func=cmd_trades)
+    trades.set_defaults(func=_with_node(cmd_trades))
 
-    status = wsub.add_parser("status", help="the node's height, view, peers and chain")
+    status = talks_to_a_node("status", help="the node's height, view, peers and chain")
     _reading(status)
-    status.set_defaults(func=cmd_status)
+    status.set_defaults(func=_with_node(cmd_status))

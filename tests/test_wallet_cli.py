@@ -23,8 +23,10 @@ import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from lockstep.cli.main import build_parser
 from lockstep.cli.main import main as cli_main
 from lockstep.cli.rpc_client import DEFAULT_RPC_URL, RPCError, get_json, get_status, submit
+from lockstep.cli.wallet import choose_node
 from lockstep.consensus.actions import (
     Cancel,
     CancelAll,
@@ -43,12 +45,13 @@ from lockstep.consensus.actions import (
 from lockstep.consensus.codec import CodecError
 from lockstep.consensus.crypto import Signer
 from lockstep.consensus.genesis import Genesis
-from lockstep.node.config import DEFAULT_RPC_PORT
+from lockstep.node.config import DEFAULT_RPC_PORT, NodeConfig
 from lockstep.node.genesis_file import genesis_to_toml
 from lockstep.node.home import init_home
 from lockstep.node.keys import save_wallet
 from lockstep.node.rpc import Admission, build_rpc_app
 from lockstep.node.streams import StreamHub
+from lockstep.testnet.generate import generate_network
 
 from tests.conftest import make_genesis, seed_of
 
@@ -231,8 +234,22 @@ def test_needs_expiry_or_rpc_and_a_chain(chain: tuple[Genesis, Path], wallet: Pa
     assert out.returncode == 1 and "--expiry-height is required without --rpc" in out.stderr
     out = run(*base, "--expiry-height", "5", "--dry-run")
     assert out.returncode == 1 and "give --genesis PATH" in out.stderr
-    out = run(*base, "--genesis", str(chain[1]), "--expiry-height", "5")
-    assert out.returncode == 1 and "give --rpc URL to submit, or --dry-run" in out.stderr
+    # Without --rpc or --dry-run it submits to the node its files name, and says which when
+    # that node does not answer (the default rule: test_default_node_rule below).
+    home = closed_home(chain[1].parent / "home", chain[1])
+    out = run(*base, "--genesis", str(chain[1]), "--expiry-height", "5",
+              env={"LOCKSTEP_HOME": str(home)})  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "http://127.0.0.1:9/v1/status: cannot reach the node" in out.stderr
+    assert f"(the node of $LOCKSTEP_HOME {home}, as no --rpc was given); give --rpc URL" in (
+        out.stderr
+    )
+
+
+def closed_home(home: Path, genesis: Path, rpc_port: int = 9, host: str = "127.0.0.1") -> Path:
+    """A node home whose config's RPC listener is ``host:rpc_port`` (9: nothing answers)."""
+    init_home(home, genesis, "node0", config=NodeConfig().with_ports(host, 7, rpc_port, 11))
+    return home
 
 
 def test_new_insecure_wallet(tmp_path: Path) -> None:
@@ -708,6 +725,90 @@ def test_read_errors(chain: tuple[Genesis, Path], wallet: Path, node: Served, cl
 
 def test_default_rpc_is_the_config_default() -> None:
     assert f"http://127.0.0.1:{DEFAULT_RPC_PORT}" == DEFAULT_RPC_URL
+
+
+def chosen(*argv: str) -> str:
+    """The URL ``lockstep wallet …`` would talk to without ``--rpc`` (nothing is contacted)."""
+    return choose_node(build_parser().parse_args(["wallet", *argv])).url
+
+
+def test_default_node_rule(
+    tmp_path: Path, chain: tuple[Genesis, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step of the rule ``lockstep wallet --help`` prints, in its order."""
+    for name in [k for k in os.environ if k.startswith("LOCKSTEP_")]:
+        monkeypatch.delenv(name)
+    gpath = str(chain[1])
+    local = generate_network(tmp_path / "local", n_validators=2, n_traders=1, base_port=41_000)
+    hosts = ["10.9.8.7", "10.9.8.6"]
+    spread = generate_network(tmp_path / "spread", n_validators=2, n_traders=1, hosts=hosts)
+    lgen, sgen = (str(tmp_path / d / "genesis.toml") for d in ("local", "spread"))
+    home = closed_home(tmp_path / "home", chain[1], 41_111)
+    wild = closed_home(tmp_path / "wild", chain[1], 41_222, host="0.0.0.0")
+    place = ["place", "--market", "0", "--side", "buy", "--size", "1", "--price", "1"]
+    own = ["--file", str(local.wallets[0])]
+
+    # 1. --home: its listener; a wildcard one at this machine's loopback. It beats --genesis.
+    assert chosen(*place, "--home", str(home)) == "http://127.0.0.1:41111"
+    assert chosen(*place, "--home", str(wild)) == "http://127.0.0.1:41222"
+    assert chosen(*place, "--home", str(home), "--genesis", lgen) == ("http://127.0.0.1:41111")
+    # 2. a genesis in a node's config/ is that node's.
+    assert chosen("book", "0", "--genesis", str(home / "config" / "genesis.toml")) == (
+        "http://127.0.0.1:41111"
+    )
+    # 3. a genesis in a network directory: node0, at 127.0.0.1 for `testnet up`'s layout, at
+    # the host node0 advertises for `generate --hosts` (it listens on 0.0.0.0).
+    assert chosen(*place, "--genesis", lgen) == "http://127.0.0.1:41001"
+    assert chosen(*place, "--genesis", sgen) == (f"http://10.9.8.7:{DEFAULT_RPC_PORT}")
+    # 5. a wallet in a network's wallets/ names that network (the reads need no genesis).
+    assert chosen("balance", *own) == "http://127.0.0.1:41001"
+    assert chosen("positions", "--file", str(spread.wallets[0])) == (
+        f"http://10.9.8.7:{DEFAULT_RPC_PORT}"
+    )
+    # 6. otherwise this machine's node at the default port: a genesis that records no node
+    # (its validator addresses are peer-to-peer endpoints, not RPC ones), a wallet elsewhere.
+    assert chosen(*place, "--genesis", gpath) == DEFAULT_RPC_URL
+    assert chosen("balance", "--file", str(tmp_path / "trader.json")) == DEFAULT_RPC_URL
+    assert chosen("status") == DEFAULT_RPC_URL
+    # 4. $LOCKSTEP_HOME: after --home and a genesis that records a node, before the wallet.
+    monkeypatch.setenv("LOCKSTEP_HOME", str(home))
+    assert chosen(*place, "--genesis", gpath) == "http://127.0.0.1:41111"
+    assert chosen(*place, "--genesis", lgen) == "http://127.0.0.1:41001"
+    assert chosen("balance", *own) == "http://127.0.0.1:41111"
+    assert chosen("status") == "http://127.0.0.1:41111"
+
+
+def test_default_node_used(
+    tmp_path: Path, chain: tuple[Genesis, Path], node: Served, cli: Cli
+) -> None:
+    """A network directory whose node0 listens where the node is: the README's commands work
+    without --rpc; --rpc still wins; --dry-run stays offline."""
+    net = tmp_path / "lockstep-testnet"
+    net.mkdir()
+    (net / "genesis.toml").write_bytes(chain[1].read_bytes())
+    closed_home(net / "node0", net / "genesis.toml", int(node.url.rsplit(":", 1)[1]))
+    w = net / "wallets" / "trader0.json"
+    save_wallet(w, TRADER, None)
+    trade = ["--file", str(w), "--genesis", str(net / "genesis.toml"), "--market", "BTC-PERP"]
+    trade += ["--side", "buy", "--size", "0.25", "--price", "59990"]
+
+    doc = call_json(cli, "wallet", "place", *trade, "--wait")
+    assert doc["submitted"]["status"] == "committed"
+    assert doc["tx"]["body"]["expiry_height"] == 1234 + 100  # the node's height + --expires-in
+    assert node.answers.submitted == [bytes.fromhex(doc["tx_hex"])]
+    assert call_json(cli, "wallet", "book", "BTC-PERP", "--genesis", str(net / "genesis.toml"))
+    assert call_json(cli, "wallet", "balance", "--file", str(w))["owner"] == OWNER_HEX
+    assert call_json(cli, "wallet", "positions", "--file", str(w))["owner"] == OWNER_HEX
+
+    code, out, err = cli("wallet", "balance", "--file", str(w), "--rpc", "http://127.0.0.1:9")
+    assert (code, out) == (1, "") and "cannot reach the node" in err and "no --rpc" not in err
+    code, out, err = cli("wallet", "place", *trade, "--dry-run")
+    assert code == 1 and "--expiry-height is required without --rpc" in err
+    dry = call_json(cli, "wallet", "place", *trade, "--dry-run", "--expiry-height", "9")
+    assert dry["submitted"] is None and len(node.answers.submitted) == 1
+    for command in ("place", "balance", "book"):  # the rule is in every node command's help
+        code, out, _ = cli("wallet", command, "--help")
+        assert code == 0 and "which node, when --rpc is not given" in out
 
 
 def shape(doc: Any) -> Any:
