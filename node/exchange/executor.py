@@ -53,6 +53,7 @@ from lockstep.consensus.genesis import PPM, Genesis, Market
 from . import funding as fundingmod
 from . import liquidation
 from .book import Book, RestingOrder
+from .events import Event, FundingEvent, OrderEvent
 from .ledger import (
     AccountState,
     BlockWrite,
@@ -98,61 +99,6 @@ class TxOutcome(NamedTuple):
     reason: Reason
     action_index: int
     """For a rejected batch, which action failed (else -1)."""
-
-
-class OrderEvent(NamedTuple):
-    kind: str
-    """``placed``, ``cancelled`` (with a reason) or ``filled`` (fully)."""
-    order_id: int
-    owner: bytes
-    market: int
-    client_id: int
-    reason: Reason = Reason.OK
-
-
-@dataclass(frozen=True, slots=True)
-class FundingEvent:
-    market: int
-    time_ms: int
-    rate_ppm: int
-    index: int
-    residual: int
-
-
-@dataclass(frozen=True, slots=True)
-class LiquidationEvent:
-    owner: bytes
-    market: int
-    size: int
-    """Signed position size when liquidation began."""
-    by_book: int
-    """Lots closed against the book (within the liquidation price band)."""
-    by_fund: int
-    """Lots taken over by the insurance fund at the mark."""
-    by_adl: int
-    """Lots closed against auto-deleveraged opposite positions at the mark."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeficitEvent:
-    """A liquidated account ended below zero; the fund and/or ADL counterparties covered it."""
-
-    owner: bytes
-    deficit: int
-    fund_cover: int
-    adl_cover: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeleverageEvent:
-    owner: bytes
-    market: int
-    lots: int
-    price: int
-    haircut: int
-
-
-Event = OrderEvent | FundingEvent | LiquidationEvent | DeleverageEvent | DeficitEvent
 
 
 @dataclass(frozen=True, slots=True)

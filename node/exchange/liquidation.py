@@ -50,20 +50,60 @@ The bands are a cache, not state: they decide nothing but which accounts get the
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from lockstep.consensus.genesis import PPM
 
-from .margin import floor_div, maintenance_requirement, rates
+from .events import DeficitEvent, DeleverageEvent, Event, LiquidationEvent
+from .margin import Spec, floor_div, maintenance_requirement, rates
 from .mempool_rules import INSURANCE_FUND, SYSTEM_ACCOUNTS, Reason
 
 if TYPE_CHECKING:
-    from .executor import Exchange
-    from .ledger import AccountState
+    from .book import Book
+    from .ledger import AccountState, Ledger
 
 MAX_LIQUIDATION_ROUNDS = 1_000
 """Fixpoint rounds per block; each round liquidates at least one new account, so this bounds
 cascades far above any realistic one (and a broken bound halts the node loudly)."""
+
+
+class Venue(Protocol):
+    """What liquidation uses of the exchange (``executor.Exchange`` is the one): its state, its
+    matching and cancelling, its margin arithmetic and where to record events. Declared here,
+    so this module depends on that much and not on the executor, which calls it each block."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def specs(self) -> Mapping[int, Spec]: ...
+
+    @property
+    def books(self) -> Mapping[int, Book]: ...
+
+    @property
+    def risk(self) -> RiskIndex: ...
+
+    @property
+    def events(self) -> list[Event]: ...
+
+    liquidation_counterparties: set[bytes]
+    """Accounts a liquidation touched (makers, ADL counterparties): checked again next round."""
+
+    def take_liquidity(
+        self,
+        acct: AccountState,
+        market: int,
+        is_buy: bool,
+        limit: int,
+        qty: int,
+        liquidation: bool = False,
+    ) -> int: ...
+
+    def cancel_orders(self, acct: AccountState, market: int | None, reason: Reason) -> int: ...
+
+    def equity_and_requirements(self, acct: AccountState) -> tuple[int, int, int]: ...
 
 
 def band_price(mark: int, band_ppm: int, is_buy: bool) -> int:
@@ -112,7 +152,7 @@ class RiskIndex:
         self._live = 0
         """Σ _bands: the heap entries (per side) that are not stale."""
 
-    def assess(self, ex: Exchange, acct: AccountState) -> tuple[int, int]:
+    def assess(self, ex: Venue, acct: AccountState) -> tuple[int, int]:
         """(equity, maintenance requirement) of an account, and refresh its bands."""
         owner = acct.owner
         v = self._version.get(owner, 0) + 1
@@ -179,7 +219,7 @@ class RiskIndex:
                 heaps[mid] = kept
 
 
-def unwind_fund(ex: Exchange) -> None:
+def unwind_fund(ex: Venue) -> None:
     """Close the insurance fund's positions against the book, within the band."""
     led = ex.ledger
     fund = led.accounts[INSURANCE_FUND]
@@ -193,7 +233,7 @@ def unwind_fund(ex: Exchange) -> None:
         ex.take_liquidity(fund, mid, is_buy, band_price(mark, band, is_buy), abs(p.size))
 
 
-def run(ex: Exchange) -> None:
+def run(ex: Venue) -> None:
     """Liquidate every eligible account, to a fixpoint (see the module docstring)."""
     led = ex.ledger
     risk = ex.risk
@@ -222,9 +262,7 @@ def run(ex: Exchange) -> None:
     raise AssertionError(f"liquidation did not settle in {MAX_LIQUIDATION_ROUNDS} rounds")
 
 
-def liquidate(ex: Exchange, acct: AccountState) -> None:
-    from .executor import DeleverageEvent, LiquidationEvent
-
+def liquidate(ex: Venue, acct: AccountState) -> None:
     led = ex.ledger
     owner = acct.owner
     ex.cancel_orders(acct, None, Reason.LIQUIDATION)
@@ -286,7 +324,7 @@ def liquidate(ex: Exchange, acct: AccountState) -> None:
 
 
 def settle_deficit(
-    ex: Exchange, acct: AccountState, adl_fills: list[tuple[bytes, int, int, int]]
+    ex: Venue, acct: AccountState, adl_fills: list[tuple[bytes, int, int, int]]
 ) -> dict[bytes, int]:
     """Bring a flat account's negative collateral back to zero; return ADL haircuts.
 
@@ -294,8 +332,6 @@ def settle_deficit(
     by the ADL counterparties pro rata to the notional they took over, each at most its equity
     (so no one is pushed below zero); what they cannot carry falls to the fund.
     """
-    from .executor import DeficitEvent
-
     led = ex.ledger
     haircuts: dict[bytes, int] = {}
     if acct.collateral >= 0:
@@ -327,7 +363,7 @@ def settle_deficit(
 
 
 def _deleverage(
-    ex: Exchange, acct: AccountState, mid: int, size: int
+    ex: Venue, acct: AccountState, mid: int, size: int
 ) -> list[tuple[bytes, int, int, int]]:
     """Close ``size`` lots of X's position at the mark against ranked opposite positions."""
     led = ex.ledger

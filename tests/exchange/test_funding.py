@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lockstep.node.exchange import funding
-from lockstep.node.exchange.executor import FundingEvent
+from lockstep.node.exchange.events import FundingEvent
 
 from .test_executor import BUY, SELL, Harness, test_market
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockstep.node.exchange.executor import DeficitEvent, DeleverageEvent, LiquidationEvent
+from lockstep.node.exchange.events import DeficitEvent, DeleverageEvent, LiquidationEvent
 from lockstep.node.exchange.liquidation import adl_rank_key, band_price, split_pro_rata
 from lockstep.node.exchange.mempool_rules import Reason
 
