@@ -120,3 +120,117 @@ def test_the_check_sees_a_forbidden_import() -> None:
     assert not _allowed("time", "node/exchange")
     assert _allowed("lockstep.node.exchange.book", "node/exchange")
     assert not _allowed("lockstep.node.mempool", "node/exchange")
+
+
+# --------------------------------------------------------------------------- import cycles
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each of our modules → the modules of ours it imports, anywhere in the file (as
+    :func:`imports` counts them). A cycle here is a cycle whatever Python's import order makes
+    of it: the modules in it cannot be read, tested or changed one below the other."""
+    return {
+        name: {m for m in imports(path) if m in OUR_MODULES and m != name}
+        for name, path in OUR_MODULES.items()
+    }
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of ``graph``, each sorted, in a fixed order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def cycle_in(graph: dict[str, set[str]], component: list[str]) -> list[str]:
+    """A shortest cycle through the first module of a strongly connected ``component``,
+    as a path that ends where it starts (``[a, b, a]``); found breadth-first inside it."""
+    start, members = component[0], set(component)
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for v in frontier:
+            for w in sorted(graph.get(v, ()) & members):
+                if w == start:
+                    path = [v]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return [start, *reversed(path[:-1]), start]
+                if w not in came_from:
+                    came_from[w] = v
+                    following.append(w)
+        frontier = following
+    raise AssertionError(f"{component} is not strongly connected")
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle path per strongly connected component of more than one module."""
+    return [cycle_in(graph, c) for c in strongly_connected(graph) if len(c) > 1]
+
+
+def cycle_report(graph: dict[str, set[str]]) -> list[str]:
+    """A line per tangle, its shortest cycle ``a -> b -> a``, and every module of the tangle
+    when there are more than that cycle shows (breaking the cycle shown may not be enough)."""
+    lines = []
+    for component in strongly_connected(graph):
+        if len(component) > 1:
+            path = cycle_in(graph, component)
+            line = " -> ".join(path)
+            if len(component) > len(path) - 1:
+                line += f"  (strongly connected: {', '.join(component)})"
+            lines.append(line)
+    return lines
+
+
+def test_no_import_cycles() -> None:
+    """Our modules form a hierarchy: no module depends, even for a type hint or inside a
+    function, on one that depends back on it."""
+    report = cycle_report(import_graph())
+    assert not report, "import cycles:\n" + "\n".join(report)
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    """The check bites: a hand-made cycle is found and printed as its path, an acyclic graph
+    passes, and one added edge in our real graph is caught."""
+    graph = {"a": {"b"}, "b": {"c", "d"}, "c": {"a"}, "d": set(), "e": {"a", "e"}}
+    assert import_cycles(graph) == [["a", "b", "c", "a"]]
+    assert strongly_connected(graph) == [["a", "b", "c"], ["d"], ["e"]]
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert import_cycles({"x": {"y"}, "y": {"x"}}) == [["x", "y", "x"]]
+    assert cycle_report({"a": {"b"}, "b": {"a", "c"}, "c": {"a"}}) == [
+        "a -> b -> a  (strongly connected: a, b, c)"
+    ]
+
+    real = import_graph()
+    codec, messages = "lockstep.consensus.codec", "lockstep.consensus.messages"
+    assert codec in real[messages]
+    real[codec] = real[codec] | {messages}
+    assert any({codec, messages} <= set(cycle) for cycle in import_cycles(real))
