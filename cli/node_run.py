@@ -18,7 +18,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lockstep.consensus.replica import ReplicaHalted
     from lockstep.node.chain_app import StateDivergence
     from lockstep.node.config import load_config
-    from lockstep.node.daemon import Node, NodePaths, StartupError
+    from lockstep.node.context import StartupError
+    from lockstep.node.daemon import Node, NodePaths
     from lockstep.node.logs import configure_logging
 
     home = Path(args.home or os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()

@@ -323,7 +323,7 @@ def test_block_encoding_cache_and_proposal_slice() -> None:
     """A proposal's block is a slice of the proposal's bytes; the cache returns exactly the
     canonical encoding, with or without a timeout certificate."""
     from lockstep.consensus.schema import _ENCODINGS
-    from lockstep.node.daemon import _remember_block_bytes
+    from lockstep.node.inbound import _remember_block_bytes
 
     qc = messages.QuorumCert(messages.VoteData(1, 1, b"\x01" * 32), (0,), (b"\x00" * 64,))
     tc = messages.TimeoutCert(2, qc, (0, 1), (1, 1), (b"\x03" * 64, b"\x04" * 64))
