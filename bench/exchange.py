@@ -7,11 +7,15 @@ funding and liquidation checks, invariants, the incremental state root and the S
 Next to it, in the same run, it times plain SQLite batched inserts (1,000 rows per transaction,
 same pragmas) as a baseline for what the disk layer alone costs.
 
+It prints the state root after the last block too: the blocks are seeded, so every run, every
+repeat and every machine must print the same root, and a change of it means a change of what
+execution decides (intended or not), not of its speed.
+
 Mix per block: 55% GTC limit orders near the mid (about a third of them cross), 10% post-only,
 10% IOC, 5% market orders with a worst price, 15% cancels of an earlier order, 5% batches of 4
 re-quotes (counted as 4 actions).
 
-    python bench/exchange.py [--blocks 20] [--traders 2000] [--block-actions 1000]
+    python bench/exchange.py [--blocks 20] [--traders 2000] [--block-actions 1000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import random
 import sqlite3
 import tempfile
 import time
+from typing import NamedTuple
 
 from lockstep.consensus.actions import (
     Batch,
@@ -131,19 +136,31 @@ def build_blocks(
     return blocks, ids, n_actions
 
 
+class ExchangeRun(NamedTuple):
+    """One run over every block: its times, what it decided, and the state root it reached."""
+
+    wall_s: float
+    cpu_s: float
+    trades: int
+    rejected: int
+    state_root: bytes
+
+
 def bench_exchange(g: Genesis, blocks: list[list[SignedTx]], ids: list[list[bytes]],
-                   path: str) -> tuple[float, float, int, int]:
-    """(wall seconds, CPU seconds, trades, skipped txs) to apply every block."""
+                   path: str) -> ExchangeRun:
+    """Apply every block to a fresh ledger at ``path``; time it, keep the last state root."""
     ex = Exchange.open(path, g)
     trades = rejected = 0
+    root = b""
     t0, c0 = time.perf_counter(), time.process_time()
     for h, (txs, tx_ids) in enumerate(zip(blocks, ids, strict=True), 1):
         r = ex.apply_block(h, h * 100, txs, tx_ids=tx_ids)
         trades += len(r.trades)
         rejected += len(r.rejections)
+        root = r.state_root
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     ex.close()
-    return wall, cpu, trades, rejected
+    return ExchangeRun(wall, cpu, trades, rejected, root)
 
 
 def bench_sqlite(path: str, n_rows: int, batch: int) -> tuple[float, float]:
@@ -184,11 +201,15 @@ def main() -> None:
             ex_runs.append(bench_exchange(g, blocks, ids, os.path.join(d, f"ex{i}.db")))
             sq_runs.append(bench_sqlite(os.path.join(d, f"plain{i}.db"), n_actions,
                                         args.block_actions))
-    wall, cpu, trades, rejected = min(ex_runs)
+    roots = {run.state_root for run in ex_runs}
+    assert len(roots) == 1, f"runs over the same blocks reached different roots: {roots}"
+    wall, cpu, trades, rejected, root = min(ex_runs)
     sq_wall, sq_cpu = min(sq_runs)
     n_txs = sum(len(b) for b in blocks)
     print(f"exchange: {n_actions} actions in {n_txs} txs, {args.blocks} blocks, "
           f"{trades} trades, {rejected} txs skipped with a reason (best of {args.repeat})")
+    print(f"exchange: state root after block {args.blocks}: {root.hex()}"
+          + (f" (the same in all {args.repeat} runs)" if args.repeat > 1 else ""))
     print(f"exchange: {n_actions / wall:,.0f} matched-and-applied actions/s wall, "
           f"{n_actions / cpu:,.0f} per CPU-second "
           f"({wall / args.blocks * 1000:.1f} ms per block, incl. state root and SQLite commit)")
