@@ -24,8 +24,11 @@ each its explicit dependencies, and runs their tasks in one nursery. Each part o
 - :mod:`.inbound` validates what peers send and routes it to its owner. A node never forwards
   what it has not validated.
 
-Only this module imports them all; they import each other downwards only (context ← driver,
-committer ← admission ← serving ← inbound), so the parts form no import cycle.
+Only this module imports them all. They import downwards only (:mod:`.context` at the bottom;
+the driver and the committer on it; admission on both; serving on admission; the router on
+serving; start-up on the driver and the committer), so the parts form no import cycle. Where
+they need each other at run time, this module binds them: the host is attached to the driver
+after the handshake, and the host's validator calls the router, built after the host.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class Node:
             self.mempool,
             ctx.genesis.timing.max_clock_drift_ms,
             cfg.consensus.block_build_max_txs,
-            lookup=lambda h: replica.tree.get(h),
+            lookup=lambda h: replica.tree.get(h),  # the replica below, built on this app
         )
         replica = Replica(ctx.genesis, ctx.index, ctx.keys.signer, ctx.keys.vrf_seed, self.app)
         self.safety_store = SafetyStore(paths.data_dir)
