@@ -13,7 +13,8 @@ PIPE_WIDTH = 200
 """Width when stdout is not a terminal: a 64-character hex id and its label fit on one line."""
 
 
-def _console() -> Console:
+def console() -> Console:
+    """A console for people; piped into a file (``testnet up … > log``), a wide one."""
     from rich.console import Console
 
     console = Console()
@@ -32,7 +33,7 @@ def print_rows(title: str, rows: Iterable[tuple[str, str]]) -> None:
     table.add_column("value", overflow="fold")
     for name, value in rows:
         table.add_row(name, value)
-    _console().print(table)
+    console().print(table)
 
 
 def print_table(
@@ -53,18 +54,18 @@ def print_table(
     from rich.table import Table
 
     body = [list(row) for row in rows]
-    console = _console()
+    out = console()
     if not body:
-        console.print(f"[bold]{escape(title)}[/bold]: {escape(empty)}", highlight=False)
+        out.print(f"[bold]{escape(title)}[/bold]: {escape(empty)}", highlight=False)
         return
-    console.print(f"[bold]{escape(title)}[/bold]", highlight=False)
+    out.print(f"[bold]{escape(title)}[/bold]", highlight=False)
     table = Table()
     for name in columns:
         table.add_column(name, justify="right" if name in right else "left", overflow="fold")
     for row in body:
         assert len(row) == len(columns), (len(row), len(columns))
         table.add_row(*row)
-    console.print(table)
+    out.print(table)
 
 
 def print_help_of(parser: argparse.ArgumentParser) -> int:

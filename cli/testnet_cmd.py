@@ -18,9 +18,10 @@ NETNS_SCENARIOS = frozenset({"partition", "silent-partition"})
 def cmd_up(args: argparse.Namespace) -> int:
     import trio
     from lockstep.testnet.runner import install_sigterm_as_interrupt, run_testnet
-    from rich.console import Console
 
-    console = Console()
+    from .output import console as wide_console
+
+    console = wide_console()
     install_sigterm_as_interrupt()
     duration = args.duration if args.duration and args.duration > 0 else None
     if duration is None:
@@ -71,7 +72,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from lockstep.testnet import netns
     from lockstep.testnet.chaos import netem_available, scenarios
     from lockstep.testnet.runner import install_sigterm_as_interrupt, run_testnet
-    from rich.console import Console
+
+    from .output import console as wide_console
 
     table = scenarios(default_timing().view_timeout_ms / 1000, seed=args.seed)
     if args.scenario not in table:
@@ -91,7 +93,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    console = Console()
+    console = wide_console()
     install_sigterm_as_interrupt()
     try:
         with contextlib.ExitStack() as stack:
@@ -123,8 +125,9 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from lockstep.testnet.processes import Network
-    from rich.console import Console
     from rich.table import Table
+
+    from .output import console
 
     net = Network.from_dir(Path(args.dir))
     rows = []
@@ -150,7 +153,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             str(s.get("mempool", "-")),
             (s.get("state_root") or "-")[:16],
         )
-    Console().print(t)
+    console().print(t)
     return 0 if all(r["status"] for r in rows) else 1
 
 
