@@ -8,7 +8,8 @@ one account never collide) and ``expiry_height`` (the last block height at which
 included). The pair (signer, nonce) is the replay key, remembered until expiry.
 
 Orders, cancels and batches all carry *actions* (:class:`PlaceOrder`, :class:`CancelOrder`,
-:class:`CancelAll`): an ``Order`` body holds one placement, a ``Cancel`` one cancel, a
+:class:`CancelAll`; in batches also :class:`PlaceTrigger`, :class:`ModifyOrder` and
+:class:`ScheduleCancel`): an ``Order`` body holds one placement, a ``Cancel`` one cancel, a
 ``Batch`` up to ``MAX_BATCH_ACTIONS`` applied atomically. ``body.actions()`` gives the exchange
 one uniform view. Prices are integer ticks, sizes integer lots, money integer quote atoms.
 Semantic checks (price > 0, market exists, tick multiples, margin) belong to the mempool rules,
@@ -113,8 +114,63 @@ class CancelAll(_Validated):
     market: int = field(U32)
 
 
-Action = PlaceOrder | CancelOrder | CancelAll
-ACTION_KINDS = OneOf(PlaceOrder, CancelOrder, CancelAll)
+class TriggerKind(enum.IntEnum):
+    """Which way the mark must move to fire a trigger, relative to the order's side."""
+
+    STOP = 0
+    """A buy fires when the mark rises to the trigger, a sell when it falls to it (stop-loss
+    on a short or a long; a breakout entry)."""
+    TAKE_PROFIT = 1
+    """A buy fires when the mark falls to the trigger, a sell when it rises to it."""
+
+
+@wire(5)
+@dataclass(frozen=True, slots=True)
+class PlaceTrigger(_Validated):
+    """An order that rests untriggered until the mark price reaches ``trigger_price``, then
+    enters as a limit order at ``price`` or, for a market order (``price`` 0), as an IOC
+    bounded by the market's trigger slippage from the mark."""
+
+    market: int = field(U32)
+    side: Side = field(Enum(Side))
+    kind: TriggerKind = field(Enum(TriggerKind))
+    order_type: OrderType = field(Enum(OrderType))
+    reduce_only: bool = field(Bool)
+    trigger_price: int = field(U64)
+    """Mark price in ticks at which the order fires."""
+    price: int = field(U64)
+    """Limit price in ticks once fired; 0 for a market order."""
+    size: int = field(U64)
+    client_id: int = field(U64)
+    """Shares the namespace of the signer's open orders in the market; cancels refer to it."""
+
+
+@wire(6)
+@dataclass(frozen=True, slots=True)
+class ModifyOrder(_Validated):
+    """Change a resting order's price and/or its remaining size in one action. Same price and
+    a smaller (or equal) size keeps its place in the queue; anything else re-queues it."""
+
+    market: int = field(U32)
+    client_id: int = field(U64)
+    price: int = field(U64)
+    size: int = field(U64)
+    """The new remaining size in lots."""
+    post_only: bool = field(Bool)
+    """A re-queued order is post-only (refused if it would cross; the original stays)."""
+
+
+@wire(7)
+@dataclass(frozen=True, slots=True)
+class ScheduleCancel(_Validated):
+    """Dead man's switch: every open order and trigger of the signer is cancelled in the first
+    block above ``height``, unless a later schedule replaces this one; 0 clears it."""
+
+    height: int = field(U64)
+
+
+Action = PlaceOrder | CancelOrder | CancelAll | PlaceTrigger | ModifyOrder | ScheduleCancel
+ACTION_KINDS = OneOf(PlaceOrder, CancelOrder, CancelAll, PlaceTrigger, ModifyOrder, ScheduleCancel)
 CANCEL_KINDS = OneOf(CancelOrder, CancelAll)
 
 

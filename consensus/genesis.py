@@ -108,6 +108,9 @@ class Market(_Validated):
     """Oracle observations older than this (by block time) are ignored."""
     initial_price_ticks: int = field(U64)
     """Index price until the first oracle observation lands."""
+    trigger_slippage_ppm: int = field(U32)
+    """A fired market trigger trades no further than this from the mark (a stop in a fast
+    market fills, but never at any price)."""
 
     @property
     def contract_multiplier(self) -> int:
@@ -239,6 +242,8 @@ def _check_market(m: Market) -> None:
         raise GenesisError(f"{where}: need maker fee ≤ taker fee ≤ 10%")
     if m.funding_interval_ms == 0 or m.oracle_staleness_ms == 0:
         raise GenesisError(f"{where}: funding interval and oracle staleness must be positive")
+    if not 0 < m.trigger_slippage_ppm < PPM:
+        raise GenesisError(f"{where}: need 0 < trigger slippage < 100%")
 
 
 GENESIS_MAX_BYTES = limits.MAX_GENESIS_BYTES
@@ -359,6 +364,7 @@ def default_markets(funding_interval_ms: int = 3_600_000) -> tuple[Market, ...]:
         "funding_interval_ms": funding_interval_ms,
         "funding_clamp_ppm": 5_000,
         "oracle_staleness_ms": 10_000,
+        "trigger_slippage_ppm": 50_000,  # 5%
     }
     btc = Market(
         market_id=0,

@@ -177,6 +177,12 @@ class Book:
         order.remaining -= lots
         (self.bid_lots if order.side == BUY else self.ask_lots)[order.price] -= lots
 
+    def shrink(self, order: RestingOrder, lots: int) -> None:
+        """The owner took ``lots`` off a resting order (a modify down): it keeps its place."""
+        assert 0 < lots < order.remaining
+        order.remaining -= lots
+        (self.bid_lots if order.side == BUY else self.ask_lots)[order.price] -= lots
+
     def remove(self, order: RestingOrder) -> None:
         """Take an order out of the book (cancel or full fill)."""
         if order.side == BUY:

@@ -15,7 +15,9 @@ from .mempool_rules import Reason
 
 class OrderEvent(NamedTuple):
     kind: str
-    """``placed``, ``cancelled`` (with a reason) or ``filled`` (fully)."""
+    """``placed``, ``cancelled`` (with a reason), ``filled`` (fully), ``modified`` (in place);
+    for triggers (``order_id`` is the trigger id) ``trigger_placed``, ``triggered`` (then the
+    order it became has events of its own) or ``cancelled``."""
     order_id: int
     owner: bytes
     market: int

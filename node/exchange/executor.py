@@ -11,9 +11,11 @@ One block is applied in this order (the protocol document says why):
 
 0. forget replay entries whose expiry is below the height;
 1. oracle transactions, in block order; then the index and mark prices of every market;
-2. ``Cancel`` transactions, in block order (cancels before placements);
+2. dead man's switches that expired (ascending account key), then ``Cancel`` transactions, in
+   block order (cancels before placements);
 3. every other transaction (``Order``, ``Batch``, ``Transfer``, ``Withdraw``) in block order;
 4. mark prices again from the post-trade books, a premium sample, funding if due;
+   then the triggers those marks fire, in ascending trigger id, and the marks once more;
 5. the insurance fund unwinds its positions against the book; then liquidations, until no
    account is below maintenance;
 6. invariants (conservation, open interest, book not crossed, no negative account);
@@ -37,10 +39,13 @@ from lockstep.consensus.actions import (
     Cancel,
     CancelAll,
     CancelOrder,
+    ModifyOrder,
     OraclePrice,
     Order,
     OrderType,
     PlaceOrder,
+    PlaceTrigger,
+    ScheduleCancel,
     Side,
     SignedTx,
     TimeInForce,
@@ -81,6 +86,13 @@ from .mempool_rules import (
 from .prices import index_price, mark_price
 from .replay import ReplayGuard
 from .state_root import StateTree
+from .triggers import (
+    MAX_TRIGGERS_FIRED_PER_BLOCK,
+    Trigger,
+    TriggerBook,
+    market_bound,
+    on_firing_side,
+)
 
 RECENT_TRADES_PER_MARKET = 1_000
 """Trades kept in memory per market for the RPC; older ones are read from SQLite."""
@@ -178,6 +190,13 @@ class Exchange:
         self.books: dict[int, Book] = {m: Book(m) for m in self.markets}
         self.orders: dict[int, RestingOrder] = {}
         self.by_client: dict[tuple[bytes, int, int], RestingOrder] = {}
+        self.triggers: dict[int, Trigger] = {}
+        self.trigger_books: dict[int, TriggerBook] = {m: TriggerBook(m) for m in self.markets}
+        self.trigger_by_client: dict[tuple[bytes, int, int], Trigger] = {}
+        self.schedules: dict[bytes, int] = {}
+        """owner → height after which its orders and triggers are cancelled (dead man's switch)."""
+        self.schedules_due: dict[int, set[bytes]] = {}
+        """height of the block that cancels → the owners whose switch fires in it."""
         self.replay = ReplayGuard()
         self.oracle: dict[int, dict[bytes, tuple[int, int]]] = {m: {} for m in self.markets}
         self.tree = StateTree()
@@ -274,6 +293,10 @@ class Exchange:
         for o in store.load_orders():
             self._index_order(o)
             self.books[o.market].add(o)
+        for t in store.load_triggers():
+            self._index_trigger(t)
+        for owner, after in store.load_schedules():
+            self._set_schedule(owner, after)
         for market, validator, price, stamped in store.load_oracle():
             self.oracle[market][validator] = (price, stamped)
         self.replay.load(store.load_replay())
@@ -295,6 +318,8 @@ class Exchange:
     def _begin(self) -> None:
         self.ledger.begin_block()
         self.touched_orders: set[int] = set()
+        self.touched_triggers: set[int] = set()
+        self.touched_schedules: set[bytes] = set()
         self.dirty_oracle: set[tuple[int, bytes]] = set()
         self.trades: list[Trade] = []
         self.events: list[Event] = []
@@ -348,7 +373,8 @@ class Exchange:
             if type(body) is OraclePrice:
                 outcomes[i] = self._apply_tx(i, tx_ids[i], body, height, timestamp_ms)
         self._update_prices(timestamp_ms)
-        # 2. cancels.
+        # 2. dead man's switches, then cancels.
+        self._run_schedules(height)
         for i, body in enumerate(bodies):
             if type(body) is Cancel:
                 outcomes[i] = self._apply_tx(i, tx_ids[i], body, height, timestamp_ms)
@@ -358,6 +384,7 @@ class Exchange:
                 outcomes[i] = self._apply_tx(i, tx_ids[i], body, height, timestamp_ms)
         # 4. marks, premium, funding.
         funding_rows = self._end_of_block_prices(timestamp_ms)
+        self._fire_triggers(height)
         # 5. the insurance fund unwinds, then liquidations.
         liquidation.unwind_fund(self)
         liquidation.run(self)
@@ -530,12 +557,12 @@ class Exchange:
         requirement`` with the order added to the owner's open orders.
         """
         market = place.market
-        if (acct.owner, market, place.client_id) in self.by_client:
+        if self._client_id_taken((acct.owner, market, place.client_id)):
             return Reason.DUPLICATE_CLIENT_ID, 0
         is_buy = place.side == BUY
         size = place.size
         rests = place.order_type == OrderType.LIMIT and place.time_in_force != TimeInForce.IOC
-        if rests and len(acct.orders) >= MAX_OPEN_ORDERS_PER_ACCOUNT:
+        if rests and acct.open_order_count() >= MAX_OPEN_ORDERS_PER_ACCOUNT:
             return Reason.TOO_MANY_OPEN_ORDERS, 0
         if place.reduce_only:
             p = acct.positions.get(market)
@@ -597,16 +624,22 @@ class Exchange:
     def _cancel(self, acct: AccountState, action: CancelOrder | CancelAll) -> Reason:
         owner = acct.owner
         if type(action) is CancelOrder:
-            o = self.by_client.get((owner, action.market, action.client_id))
-            if o is None:
+            key = (owner, action.market, action.client_id)
+            o = self.by_client.get(key)
+            if o is not None:
+                self._remove_order(o, Reason.CANCELLED)
+                return Reason.OK
+            t = self.trigger_by_client.get(key)
+            if t is None:
                 return Reason.ORDER_NOT_FOUND
-            self._remove_order(o, Reason.CANCELLED)
+            self._drop_trigger(t, "cancelled", Reason.CANCELLED)
             return Reason.OK
         self.cancel_orders(acct, action.market, Reason.CANCELLED)
         return Reason.OK
 
     def cancel_orders(self, acct: AccountState, market: int | None, reason: Reason) -> int:
-        """Cancel the account's resting orders in one market (or all); oldest first."""
+        """Cancel the account's resting orders in one market (or all), oldest first, then its
+        triggers there, oldest first."""
         mine = [
             acct.orders[oid]
             for oid in sorted(acct.orders)
@@ -614,16 +647,29 @@ class Exchange:
         ]
         for o in mine:
             self._remove_order(o, reason)
-        return len(mine)
+        waiting = [
+            acct.triggers[tid]
+            for tid in sorted(acct.triggers)
+            if market is None or acct.triggers[tid].market == market
+        ]
+        for t in waiting:
+            self._drop_trigger(t, "cancelled", reason)
+        return len(mine) + len(waiting)
+
+    def _client_id_taken(self, key: tuple[bytes, int, int]) -> bool:
+        """Orders and triggers share a (owner, market, client id) namespace."""
+        return key in self.by_client or key in self.trigger_by_client
 
     def _check_batch(self, acct: AccountState, actions: tuple) -> tuple[Reason, int]:
         """All-or-nothing admission of a batch: (reason, failing action index or -1).
 
-        Each cancel must name an order resting before the batch (and not cancelled earlier in
-        it); each placement's client id must be free, or freed by an earlier cancel of the
-        batch (a ``CancelAll`` frees its market); reduce-only placements must reduce. The open
-        orders the batch may leave must fit the limit, and the margin check is made once for
-        all non-reduce-only placements together, as if all rested.
+        Each cancel must name an order or trigger there before the batch (and not cancelled
+        earlier in it); each placement's client id must be free, or freed by an earlier cancel
+        of the batch (a ``CancelAll`` frees its market); reduce-only placements must reduce; a
+        trigger must not be on its firing side of the mark; a modify must name an order resting
+        before the batch. The open orders and triggers the batch may leave must fit the limit,
+        and the margin check is made once for all non-reduce-only placements and re-queued
+        modifies together, as if all rested (a modify's old lots leave its exposure).
         """
         owner = acct.owner
         freed: set[tuple[bytes, int, int]] = set()
@@ -632,42 +678,83 @@ class Exchange:
         add_sell: dict[int, int] = {}
         loss = 0
         n_rest = 0
+        lm = self.ledger.markets
         for i, a in enumerate(actions):
             kind = type(a)
+            if kind is ScheduleCancel:
+                continue
             if kind is CancelAll:
                 cleared.add(a.market)
                 continue
             key = (owner, a.market, a.client_id)
+            there = self._client_id_taken(key) and key not in freed and a.market not in cleared
             if kind is CancelOrder:
-                if key not in self.by_client or key in freed or a.market in cleared:
+                if not there:
                     return Reason.ORDER_NOT_FOUND, i
                 freed.add(key)
                 continue
-            if key in self.by_client and key not in freed and a.market not in cleared:
+            if kind is ModifyOrder:
+                o = self.by_client.get(key)
+                if o is None or not there:
+                    return Reason.ORDER_NOT_FOUND, i
+                reason = self._check_modify(acct, o, a)
+                if reason:
+                    return reason, i
+                if _modify_keeps_place(o, a) or o.reduce_only:
+                    continue
+                is_buy = o.side == BUY
+                tgt = add_buy if is_buy else add_sell
+                tgt[a.market] = tgt.get(a.market, 0) + a.size - o.remaining
+                loss += open_loss(is_buy, a.price, a.size, lm[a.market].mark,
+                                  self.specs[a.market].mult)
+                continue
+            if there:
                 return Reason.DUPLICATE_CLIENT_ID, i
+            is_buy = a.side == BUY
             if a.reduce_only:
                 p = acct.positions.get(a.market)
-                allowed = 0 if p is None else (-p.size if a.side == BUY else p.size)
+                allowed = 0 if p is None else (-p.size if is_buy else p.size)
                 if allowed <= 0:
                     return Reason.REDUCE_ONLY_WOULD_INCREASE, i
-                if not self._reduce_ok(
-                    acct, a.market, a.side == BUY, a.price, min(a.size, allowed)
-                ):
+            if kind is PlaceTrigger:
+                if on_firing_side(a.side, a.kind, a.trigger_price, lm[a.market].mark):
+                    return Reason.TRIGGER_WRONG_SIDE, i
+                n_rest += 1
+                continue
+            if a.reduce_only:
+                if not self._reduce_ok(acct, a.market, is_buy, a.price, min(a.size, allowed)):
                     return Reason.INSUFFICIENT_MARGIN, i
                 continue
-            is_buy = a.side == BUY
             if a.order_type == OrderType.LIMIT and a.time_in_force != TimeInForce.IOC:
                 n_rest += 1
             tgt = add_buy if is_buy else add_sell
             tgt[a.market] = tgt.get(a.market, 0) + a.size
-            mark = self.ledger.markets[a.market].mark
+            mark = lm[a.market].mark
             mult = self.specs[a.market].mult
             loss += open_loss(is_buy, a.price, a.size, mark, mult)
-        if len(acct.orders) + n_rest - len(freed) > MAX_OPEN_ORDERS_PER_ACCOUNT:
+        if acct.open_order_count() + n_rest - len(freed) > MAX_OPEN_ORDERS_PER_ACCOUNT:
             return Reason.TOO_MANY_OPEN_ORDERS, -1
         if (add_buy or add_sell) and not self._margin_ok_multi(acct, add_buy, add_sell, loss):
             return Reason.INSUFFICIENT_MARGIN, -1
         return Reason.OK, -1
+
+    def _check_modify(self, acct: AccountState, o: RestingOrder, a: ModifyOrder) -> Reason:
+        """What a modify needs beyond naming a resting order: keeping its place needs nothing;
+        a re-queue of a reduce-only order must still reduce (and pass the reduce-only loss
+        check), and a post-only re-queue must not cross the book."""
+        if _modify_keeps_place(o, a):
+            return Reason.OK
+        is_buy = o.side == BUY
+        if o.reduce_only:
+            p = acct.positions.get(o.market)
+            allowed = 0 if p is None else (-p.size if is_buy else p.size)
+            if allowed <= 0:
+                return Reason.REDUCE_ONLY_WOULD_INCREASE
+            if not self._reduce_ok(acct, o.market, is_buy, a.price, min(a.size, allowed)):
+                return Reason.INSUFFICIENT_MARGIN
+        if a.post_only and would_cross(self.books[o.market], is_buy, a.price):
+            return Reason.POST_ONLY_WOULD_CROSS
+        return Reason.OK
 
     def _batch(self, acct: AccountState, actions: tuple, height: int) -> tuple[Reason, int]:
         """Admit the batch as a whole, then apply its actions in order."""
@@ -675,8 +762,15 @@ class Exchange:
         if reason:
             return reason, index
         for a in actions:
-            if type(a) is PlaceOrder:
+            kind = type(a)
+            if kind is PlaceOrder:
                 self._place_admitted(acct, a, height)
+            elif kind is PlaceTrigger:
+                self._add_trigger(acct, a, height)
+            elif kind is ModifyOrder:
+                self._modify(acct, a, height)
+            elif kind is ScheduleCancel:
+                self._schedule(acct, a.height)
             else:
                 self._cancel(acct, a)
         return Reason.OK, -1
@@ -688,6 +782,132 @@ class Exchange:
             self.events.append(
                 OrderEvent("cancelled", 0, acct.owner, place.market, place.client_id, reason)
             )
+
+    # ----------------------------------------------------------------------- modify
+
+    def _modify(self, acct: AccountState, a: ModifyOrder, height: int) -> None:
+        """Apply an admitted modify. Same price and a smaller remaining size: the order shrinks
+        in place and keeps its time priority. Otherwise it leaves the book (event reason
+        ``MODIFIED``) and the new price and size enter as a new GTC (or post-only) limit order
+        with the same client id and reduce-only flag, behind everything resting at its price."""
+        o = self.by_client.get((acct.owner, a.market, a.client_id))
+        if o is None:  # taken by an earlier action of the batch (a fill of a re-placement)
+            self.events.append(OrderEvent(
+                "cancelled", 0, acct.owner, a.market, a.client_id, Reason.ORDER_NOT_FOUND
+            ))
+            return
+        if _modify_keeps_place(o, a):
+            lots = o.remaining - a.size
+            if lots:
+                self._unindex_order(o, lots)
+                self.books[o.market].shrink(o, lots)
+                self.touched_orders.add(o.order_id)
+                self.touched_books.add(o.market)
+            self.events.append(
+                OrderEvent("modified", o.order_id, o.owner, o.market, o.client_id)
+            )
+            return
+        self._remove_order(o, Reason.MODIFIED)
+        tif = TimeInForce.POST_ONLY if a.post_only else TimeInForce.GTC
+        place = PlaceOrder(o.market, o.side, OrderType.LIMIT, tif, o.reduce_only, a.price,
+                           a.size, o.client_id)
+        self._place_admitted(acct, place, height)
+
+    # ----------------------------------------------------------------------- triggers
+
+    def _index_trigger(self, t: Trigger) -> None:
+        self.triggers[t.trigger_id] = t
+        self.trigger_by_client[(t.owner, t.market, t.client_id)] = t
+        self.ledger.accounts[t.owner].triggers[t.trigger_id] = t
+        self.trigger_books[t.market].add(t)
+
+    def _add_trigger(self, acct: AccountState, a: PlaceTrigger, height: int) -> None:
+        t = Trigger(self.next_order_id, acct.owner, a.market, a.side, a.kind, a.order_type,
+                    a.trigger_price, a.price, a.size, a.client_id, a.reduce_only, height)
+        self.next_order_id += 1
+        self._index_trigger(t)
+        self.touched_triggers.add(t.trigger_id)
+        self.events.append(OrderEvent("trigger_placed", t.trigger_id, t.owner, t.market,
+                                      t.client_id))
+
+    def _drop_trigger(self, t: Trigger, kind: str, reason: Reason = Reason.OK) -> None:
+        """A trigger leaves the untriggered set: ``triggered`` or ``cancelled`` (with why)."""
+        del self.triggers[t.trigger_id]
+        del self.trigger_by_client[(t.owner, t.market, t.client_id)]
+        del self.ledger.accounts[t.owner].triggers[t.trigger_id]
+        self.trigger_books[t.market].remove(t)
+        self.touched_triggers.add(t.trigger_id)
+        self.events.append(OrderEvent(kind, t.trigger_id, t.owner, t.market, t.client_id, reason))
+
+    def _fire_triggers(self, height: int) -> None:
+        """Step 4b: every trigger the block's marks fire, in ascending trigger id across markets
+        (at most ``MAX_TRIGGERS_FIRED_PER_BLOCK``), each placed as an ordinary order with every
+        stateful rule checked now; then the marks again from the books they traded against."""
+        lm = self.ledger.markets
+        fired: list[int] = []
+        for mid in sorted(self.trigger_books):
+            fired.extend(self.trigger_books[mid].fired_ids(lm[mid].mark))
+        if not fired:
+            return
+        fired.sort()
+        moved: set[int] = set()
+        for tid in fired[:MAX_TRIGGERS_FIRED_PER_BLOCK]:
+            t = self.triggers[tid]
+            self._drop_trigger(t, "triggered")
+            mk = self.markets[t.market]
+            if t.order_type == OrderType.MARKET:
+                bound = market_bound(t.side, lm[t.market].mark, mk.trigger_slippage_ppm,
+                                     mk.max_price_ticks)
+                place = PlaceOrder(t.market, t.side, OrderType.MARKET, TimeInForce.IOC,
+                                   t.reduce_only, bound, t.size, t.client_id)
+            else:
+                place = PlaceOrder(t.market, t.side, OrderType.LIMIT, TimeInForce.GTC,
+                                   t.reduce_only, t.price, t.size, t.client_id)
+            acct = self.ledger.accounts[t.owner]
+            reason = self._place(acct, place, height)
+            if reason not in (Reason.OK, Reason.NO_LIQUIDITY):
+                self.events.append(
+                    OrderEvent("cancelled", tid, t.owner, t.market, t.client_id, reason)
+                )
+            moved.add(t.market)
+        for mid in sorted(moved):
+            book = self.books[mid]
+            ms = lm[mid]
+            ms.mark = mark_price(ms.index, book.best_bid(), book.best_ask())
+
+    # ----------------------------------------------------------------------- dead man's switch
+
+    def _set_schedule(self, owner: bytes, after: int) -> None:
+        self.schedules[owner] = after
+        self.schedules_due.setdefault(after + 1, set()).add(owner)
+
+    def _clear_schedule(self, owner: bytes) -> None:
+        after = self.schedules.pop(owner, None)
+        if after is None:
+            return
+        due = self.schedules_due[after + 1]
+        due.discard(owner)
+        if not due:
+            del self.schedules_due[after + 1]
+        self.touched_schedules.add(owner)
+
+    def _schedule(self, acct: AccountState, after: int) -> None:
+        """Set (or, with 0, clear) the account's switch; a new one replaces the old."""
+        self._clear_schedule(acct.owner)
+        if after:
+            self._set_schedule(acct.owner, after)
+            self.touched_schedules.add(acct.owner)
+
+    def _run_schedules(self, height: int) -> None:
+        """Step 2, first: the switches set to a height below this block's fire now, in
+        ascending account key: every open order, then every trigger, oldest first."""
+        due = self.schedules_due.get(height)
+        if not due:
+            return
+        accounts = self.ledger.accounts
+        for owner in sorted(due):
+            self._clear_schedule(owner)
+            self.cancel_orders(accounts[owner], None, Reason.SCHEDULED_CANCEL)
 
     # ----------------------------------------------------------------------- margin
 
@@ -875,6 +1095,12 @@ class Exchange:
             changes.append((_market_key(mid), led.markets[mid].row()[1:]))
         for mid, v in self.dirty_oracle:
             changes.append((_oracle_key(mid, v), self.oracle[mid][v]))
+        for tid in self.touched_triggers:
+            t = self.triggers.get(tid)
+            changes.append((_trigger_key(tid), None if t is None else _trigger_value(t)))
+        for owner in self.touched_schedules:
+            after = self.schedules.get(owner)
+            changes.append((b"S" + owner, None if after is None else (after,)))
         changes.append((b"G", self._global_value(height, timestamp_ms)))
         return changes
 
@@ -901,6 +1127,10 @@ class Exchange:
         for mid, obs in self.oracle.items():
             for v, value in obs.items():
                 out.append((_oracle_key(mid, v), value))
+        for tid, t in self.triggers.items():
+            out.append((_trigger_key(tid), _trigger_value(t)))
+        for owner, after in self.schedules.items():
+            out.append((b"S" + owner, (after,)))
         out.append((b"G", self._global_value(self.height, self.timestamp_ms)))
         return out
 
@@ -929,6 +1159,22 @@ class Exchange:
                 delete.append((oid,))
             else:
                 upsert.append(_order_row(o))
+        t_upsert = []
+        t_delete = []
+        for tid in sorted(self.touched_triggers):
+            t = self.triggers.get(tid)
+            if t is None:
+                t_delete.append((tid,))
+            else:
+                t_upsert.append(_trigger_row(t))
+        s_upsert = []
+        s_delete = []
+        for owner in sorted(self.touched_schedules):
+            after = self.schedules.get(owner)
+            if after is None:
+                s_delete.append((owner,))
+            else:
+                s_upsert.append((owner, after))
         w = BlockWrite(
             height=height,
             timestamp_ms=timestamp_ms,
@@ -944,6 +1190,10 @@ class Exchange:
             positions=[accounts[o].positions[m].row() for o, m in sorted(led.dirty_positions)],
             orders_upsert=upsert,
             orders_delete=delete,
+            triggers_upsert=t_upsert,
+            triggers_delete=t_delete,
+            schedules_upsert=s_upsert,
+            schedules_delete=s_delete,
             markets=[led.markets[m].row() for m in sorted(led.dirty_markets)],
             oracle=[(m, v, *self.oracle[m][v]) for m, v in sorted(self.dirty_oracle)],
             replay_add=[(s, u64_to_sql(n), e) for s, n, e in self.replay.take_added()],
@@ -999,7 +1249,9 @@ class Exchange:
             return self._precheck_place(acct, body.place)[0], -1
         if kind is Cancel:
             c = body.cancel
-            if type(c) is CancelOrder and (acct.owner, c.market, c.client_id) not in self.by_client:
+            if type(c) is CancelOrder and not self._client_id_taken(
+                (acct.owner, c.market, c.client_id)
+            ):
                 return Reason.ORDER_NOT_FOUND, -1
             return Reason.OK, -1
         if kind is Batch:
@@ -1046,6 +1298,21 @@ class Exchange:
             for oid in sorted(acct.orders)
             if market is None or acct.orders[oid].market == market
         ]
+
+    def open_triggers(self, owner: bytes, market: int | None = None) -> list[Trigger]:
+        """The account's untriggered orders, oldest first."""
+        acct = self.ledger.accounts.get(owner)
+        if acct is None:
+            return []
+        return [
+            acct.triggers[tid]
+            for tid in sorted(acct.triggers)
+            if market is None or acct.triggers[tid].market == market
+        ]
+
+    def cancel_after_height(self, owner: bytes) -> int | None:
+        """The account's dead man's switch: the height after which its orders go, if set."""
+        return self.schedules.get(owner)
 
     def recent_trades(self, market: int, limit: int = 100) -> list[Trade]:
         """Newest first."""
@@ -1118,6 +1385,48 @@ def _order_row(o: RestingOrder) -> tuple:
         int(o.reduce_only),
         o.height,
     )
+
+
+def _trigger_key(tid: int) -> bytes:
+    return b"T" + tid.to_bytes(8, "big")
+
+
+def _trigger_value(t: Trigger) -> tuple:
+    return (
+        t.owner,
+        t.market,
+        int(t.side),
+        int(t.kind),
+        int(t.order_type),
+        t.trigger_price,
+        t.price,
+        t.size,
+        t.client_id,
+        t.reduce_only,
+        t.height,
+    )
+
+
+def _trigger_row(t: Trigger) -> tuple:
+    return (
+        t.trigger_id,
+        t.owner,
+        t.market,
+        int(t.side),
+        int(t.kind),
+        int(t.order_type),
+        t.trigger_price,
+        t.price,
+        t.size,
+        u64_to_sql(t.client_id),
+        int(t.reduce_only),
+        t.height,
+    )
+
+
+def _modify_keeps_place(o: RestingOrder, a: ModifyOrder) -> bool:
+    """A modify keeps time priority only if it leaves the price and does not grow the order."""
+    return a.price == o.price and a.size <= o.remaining
 
 
 def _market_key(mid: int) -> bytes:

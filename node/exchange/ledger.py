@@ -34,11 +34,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from lockstep.consensus.actions import OrderType, Side, TriggerKind
+
 from .book import RestingOrder
 from .margin import floor_div
+from .triggers import Trigger
 
-SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of the ledger file; a file of another version is refused."""
+SCHEMA_VERSION = 3
+"""``PRAGMA user_version`` of the ledger file; a file of another version is refused (3: triggers
+and dead man's switches)."""
 _U64_BIAS = 2**63
 
 
@@ -88,7 +92,15 @@ class Position:
 
 
 class AccountState:
-    __slots__ = ("collateral", "open_buy", "open_sell", "orders", "owner", "positions")
+    __slots__ = (
+        "collateral",
+        "open_buy",
+        "open_sell",
+        "orders",
+        "owner",
+        "positions",
+        "triggers",
+    )
 
     def __init__(self, owner: bytes, collateral: int) -> None:
         self.owner = owner
@@ -99,6 +111,12 @@ class AccountState:
         self.open_sell: dict[int, int] = {}
         self.orders: dict[int, RestingOrder] = {}
         """The account's resting orders across markets, by order id."""
+        self.triggers: dict[int, Trigger] = {}
+        """The account's untriggered orders across markets, by trigger id."""
+
+    def open_order_count(self) -> int:
+        """What ``MAX_OPEN_ORDERS_PER_ACCOUNT`` bounds: resting orders and triggers."""
+        return len(self.orders) + len(self.triggers)
 
 
 class MarketState:
@@ -341,6 +359,24 @@ CREATE TABLE IF NOT EXISTS orders(
     reduce_only INTEGER NOT NULL,
     height INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS triggers(
+    trigger_id INTEGER PRIMARY KEY,
+    owner BLOB NOT NULL,
+    market INTEGER NOT NULL,
+    side INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    order_type INTEGER NOT NULL,
+    trigger_price INTEGER NOT NULL,
+    price INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    client_id INTEGER NOT NULL,
+    reduce_only INTEGER NOT NULL,
+    height INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedules(
+    owner BLOB PRIMARY KEY,
+    cancel_after_height INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS markets(
     market INTEGER PRIMARY KEY,
     index_price INTEGER NOT NULL,
@@ -411,6 +447,8 @@ TABLES = (
     "accounts",
     "positions",
     "orders",
+    "triggers",
+    "schedules",
     "markets",
     "oracle",
     "replay",
@@ -433,6 +471,10 @@ class BlockWrite:
     positions: list[tuple[bytes, int, int, int, int, int]]
     orders_upsert: list[tuple]
     orders_delete: list[tuple[int]]
+    triggers_upsert: list[tuple]
+    triggers_delete: list[tuple[int]]
+    schedules_upsert: list[tuple[bytes, int]]
+    schedules_delete: list[tuple[bytes]]
     markets: list[tuple[int, ...]]
     oracle: list[tuple[int, bytes, int, int]]
     replay_add: list[tuple[bytes, int, int]]
@@ -519,6 +561,17 @@ class LedgerStore:
                 db.executemany(
                     "INSERT OR REPLACE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?)", w.orders_upsert
                 )
+            if w.triggers_delete:
+                db.executemany("DELETE FROM triggers WHERE trigger_id=?", w.triggers_delete)
+            if w.triggers_upsert:
+                db.executemany(
+                    "INSERT OR REPLACE INTO triggers VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    w.triggers_upsert,
+                )
+            if w.schedules_delete:
+                db.executemany("DELETE FROM schedules WHERE owner=?", w.schedules_delete)
+            if w.schedules_upsert:
+                db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?)", w.schedules_upsert)
             if w.markets:
                 db.executemany(
                     "INSERT OR REPLACE INTO markets VALUES (?,?,?,?,?,?,?,?,?,?)", w.markets
@@ -604,9 +657,32 @@ class LedgerStore:
         )
         return [(int(h), bytes(r)) for h, r in rows]
 
-    def load_orders(self) -> list[RestingOrder]:
-        from lockstep.consensus.actions import Side
+    def load_triggers(self) -> list[Trigger]:
+        return [
+            Trigger(
+                tid,
+                owner,
+                market,
+                Side(side),
+                TriggerKind(kind),
+                OrderType(ot),
+                tp,
+                price,
+                size,
+                u64_from_sql(cid),
+                bool(ro),
+                height,
+            )
+            for tid, owner, market, side, kind, ot, tp, price, size, cid, ro, height in self.rows(
+                "SELECT * FROM triggers ORDER BY trigger_id"
+            )
+        ]
 
+    def load_schedules(self) -> list[tuple[bytes, int]]:
+        """(owner, cancel-after height) of every dead man's switch that is set."""
+        return self.rows("SELECT * FROM schedules ORDER BY owner")
+
+    def load_orders(self) -> list[RestingOrder]:
         return [
             RestingOrder(
                 oid,

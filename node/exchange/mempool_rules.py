@@ -29,14 +29,16 @@ import enum
 
 from lockstep.consensus import limits
 from lockstep.consensus.actions import (
+    Action,
     Batch,
     Cancel,
-    CancelAll,
-    CancelOrder,
+    ModifyOrder,
     OraclePrice,
     Order,
     OrderType,
     PlaceOrder,
+    PlaceTrigger,
+    ScheduleCancel,
     SignedTx,
     TimeInForce,
     Transfer,
@@ -55,7 +57,10 @@ __all__ = [
     "Reason",
     "check_action",
     "check_envelope",
+    "check_modify",
+    "check_schedule",
     "check_static",
+    "check_trigger",
 ]
 
 
@@ -115,6 +120,16 @@ class Reason(enum.IntEnum):
     """Informational: an order was cancelled by its owner."""
     NEW_ACCOUNT_MINIMUM = 29
     """A transfer that creates an account must move at least MIN_NEW_ACCOUNT_ATOMS."""
+    TRIGGER_WRONG_SIDE = 30
+    """A trigger at or beyond the mark on the side it fires: it would fire at once (place an
+    ordinary order instead)."""
+    SCHEDULE_OUT_OF_RANGE = 31
+    """A scheduled cancel below the block height or more than MAX_SCHEDULE_AHEAD_BLOCKS
+    above it."""
+    MODIFIED = 32
+    """Informational: an order left its place in the queue because a modify re-queued it."""
+    SCHEDULED_CANCEL = 33
+    """Informational: an order or trigger was cancelled by its owner's dead man's switch."""
 
 
 INSURANCE_FUND = bytes(32)
@@ -129,7 +144,12 @@ MIN_NEW_ACCOUNT_ATOMS = 1_000_000
 be minted by the million for dust (see the design note on state-tree buckets)."""
 
 MAX_OPEN_ORDERS_PER_ACCOUNT = 512
-"""Resting orders per account across markets: 8 full batches of re-quotes, bounds book memory."""
+"""Resting orders and untriggered triggers per account across markets: 8 full batches of
+re-quotes; bounds book memory and the trigger sets."""
+
+MAX_SCHEDULE_AHEAD_BLOCKS = 1_000_000
+"""How far ahead a dead man's switch may be set: days of blocks. Only a guard against a wrong
+number; one schedule per account costs one record whatever its height."""
 
 
 def check_envelope(
@@ -166,14 +186,50 @@ def check_place(place: PlaceOrder, m: Market) -> Reason:
     return Reason.OK
 
 
-def check_action(
-    action: PlaceOrder | CancelOrder | CancelAll, markets: dict[int, Market]
-) -> Reason:
+def check_trigger(t: PlaceTrigger, m: Market) -> Reason:
+    """Trigger and (for a limit) limit price in ``[1, max_price_ticks]``, size in range; a
+    market trigger carries price 0 (its bound comes from the mark when it fires)."""
+    if not 1 <= t.trigger_price <= m.max_price_ticks:
+        return Reason.PRICE_OUT_OF_RANGE
+    if t.order_type == OrderType.MARKET:
+        if t.price != 0:
+            return Reason.INVALID_ORDER_TYPE
+    elif not 1 <= t.price <= m.max_price_ticks:
+        return Reason.PRICE_OUT_OF_RANGE
+    if not m.min_size_lots <= t.size <= m.max_size_lots:
+        return Reason.SIZE_OUT_OF_RANGE
+    return Reason.OK
+
+
+def check_modify(mo: ModifyOrder, m: Market) -> Reason:
+    """The new price and remaining size in the market's ranges."""
+    if not 1 <= mo.price <= m.max_price_ticks:
+        return Reason.PRICE_OUT_OF_RANGE
+    if not m.min_size_lots <= mo.size <= m.max_size_lots:
+        return Reason.SIZE_OUT_OF_RANGE
+    return Reason.OK
+
+
+def check_schedule(sc: ScheduleCancel, height: int) -> Reason:
+    """0 (clear), or ``height ≤ sc.height ≤ height + MAX_SCHEDULE_AHEAD_BLOCKS``."""
+    if sc.height and not height <= sc.height <= height + MAX_SCHEDULE_AHEAD_BLOCKS:
+        return Reason.SCHEDULE_OUT_OF_RANGE
+    return Reason.OK
+
+
+def check_action(action: Action, markets: dict[int, Market], height: int) -> Reason:
+    kind = type(action)
+    if kind is ScheduleCancel:
+        return check_schedule(action, height)
     m = markets.get(action.market)
     if m is None:
         return Reason.UNKNOWN_MARKET
-    if type(action) is PlaceOrder:
+    if kind is PlaceOrder:
         return check_place(action, m)
+    if kind is PlaceTrigger:
+        return check_trigger(action, m)
+    if kind is ModifyOrder:
+        return check_modify(action, m)
     return Reason.OK
 
 
@@ -191,16 +247,16 @@ def check_static(
         return Reason.RESERVED_ACCOUNT, -1
     kind = type(body)
     if kind is Order:
-        return check_action(body.place, markets), -1
+        return check_action(body.place, markets, height), -1
     if kind is Cancel:
-        return check_action(body.cancel, markets), -1
+        return check_action(body.cancel, markets, height), -1
     if kind is Batch:
         seen: set[tuple[int, int]] = set()
         for i, a in enumerate(body.batch):
-            reason = check_action(a, markets)
+            reason = check_action(a, markets, height)
             if reason:
                 return reason, i
-            if type(a) is PlaceOrder:
+            if type(a) is PlaceOrder or type(a) is PlaceTrigger:
                 key = (a.market, a.client_id)
                 if key in seen:
                     return Reason.BATCH_DUPLICATE_CLIENT_ID, i

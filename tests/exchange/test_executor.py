@@ -66,6 +66,7 @@ def test_market(market_id: int = 0, **over: object) -> Market:
         "funding_clamp_ppm": 5_000,
         "oracle_staleness_ms": 10_000,
         "initial_price_ticks": 100,
+        "trigger_slippage_ppm": 50_000,
     }
     params.update(over)
     return Market(**params)

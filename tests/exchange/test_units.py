@@ -52,6 +52,7 @@ def markets(draw: st.DrawFn) -> Market:
         funding_clamp_ppm=0,
         oracle_staleness_ms=1,
         initial_price_ticks=1,
+        trigger_slippage_ppm=1,
     )
 
 
