@@ -256,7 +256,7 @@ def check_static(
             reason = check_action(a, markets, height)
             if reason:
                 return reason, i
-            if type(a) is PlaceOrder or type(a) is PlaceTrigger:
+            if type(a) is PlaceOrder or type(a) is PlaceTrigger or type(a) is ModifyOrder:
                 key = (a.market, a.client_id)
                 if key in seen:
                     return Reason.BATCH_DUPLICATE_CLIENT_ID, i
