@@ -124,6 +124,21 @@ class TriggerKind(enum.IntEnum):
     """A buy fires when the mark falls to the trigger, a sell when it rises to it."""
 
 
+class Attach(enum.IntEnum):
+    """What a trigger belongs to (take-profit / stop-loss groups)."""
+
+    NONE = 0
+    """A trigger of its own."""
+    POSITION = 1
+    """TP/SL of the signer's position in the market: reduce-only; size 0 means the whole
+    position when it fires; cancelled when the position is closed; the first of the group to
+    fire cancels the others (one-cancels-other)."""
+    ORDER = 2
+    """TP/SL of an order placed earlier in the same batch (``parent_client_id``): dormant until
+    the parent first fills, cancelled if it leaves the book unfilled; then as ``POSITION``,
+    one-cancels-other among the parent's children; size 0 means the parent's size."""
+
+
 @wire(5)
 @dataclass(frozen=True, slots=True)
 class PlaceTrigger(_Validated):
@@ -143,6 +158,9 @@ class PlaceTrigger(_Validated):
     size: int = field(U64)
     client_id: int = field(U64)
     """Shares the namespace of the signer's open orders in the market; cancels refer to it."""
+    attach: Attach = field(Enum(Attach), default=Attach.NONE)
+    parent_client_id: int = field(U64, default=0)
+    """With ``attach = ORDER``: the client id of the parent placed earlier in the batch."""
 
 
 @wire(6)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from lockstep.consensus.actions import (
+    Attach,
     Batch,
     Cancel,
     CancelAll,
@@ -193,6 +194,16 @@ class Exchange:
         self.triggers: dict[int, Trigger] = {}
         self.trigger_books: dict[int, TriggerBook] = {m: TriggerBook(m) for m in self.markets}
         self.trigger_by_client: dict[tuple[bytes, int, int], Trigger] = {}
+        self.tpsl: dict[tuple[bytes, int], set[int]] = {}
+        """(owner, market) → the active TP/SL triggers protecting that position."""
+        self.waiting: dict[int, list[int]] = {}
+        """resting order id → its dormant TP/SL children (they wake at its first fill)."""
+        self.families: dict[int, set[int]] = {}
+        """TP/SL group of an order (the first child's trigger id) → its live members."""
+        self.last_rested = 0
+        """Order id the last placement left resting (0: none); with ``last_filled``, what a
+        batch's TP/SL children need of their parent."""
+        self.last_filled = 0
         self.schedules: dict[bytes, int] = {}
         """owner → height after which its orders and triggers are cancelled (dead man's switch)."""
         self.schedules_due: dict[int, set[bytes]] = {}
@@ -388,6 +399,7 @@ class Exchange:
         # 5. the insurance fund unwinds, then liquidations.
         liquidation.unwind_fund(self)
         liquidation.run(self)
+        self._sweep_closed_positions()
         # 6. invariants; 7. state root and SQLite.
         self._check_invariants()
         final = tuple(o for o in outcomes if o is not None)
@@ -458,6 +470,7 @@ class Exchange:
         self._drop_order(o, reason)
 
     def _drop_order(self, o: RestingOrder, reason: Reason) -> None:
+        kids = self.waiting.pop(o.order_id, None)
         self.books[o.market].remove(o)
         del self.orders[o.order_id]
         del self.by_client[(o.owner, o.market, o.client_id)]
@@ -466,6 +479,8 @@ class Exchange:
         self.touched_books.add(o.market)
         kind = "filled" if reason == Reason.OK else "cancelled"
         self.events.append(OrderEvent(kind, o.order_id, o.owner, o.market, o.client_id, reason))
+        for tid in kids or ():  # it never filled: its TP/SL have nothing to protect
+            self._drop_trigger(self.triggers[tid], "cancelled", Reason.PARENT_CANCELLED)
 
     def _on_cancel_in_match(self, o: RestingOrder, reason: Reason) -> None:
         self._remove_order(o, reason)
@@ -501,6 +516,8 @@ class Exchange:
         led.credit(led.accounts[FEE_ACCOUNT], fee_total)
         self._unindex_order(maker, lots)
         self.books[market].fill(maker, lots)
+        if maker.order_id in self.waiting:
+            self._wake_children(maker.order_id)
         self.touched_orders.add(maker.order_id)
         if maker.remaining == 0:
             self._drop_order(maker, Reason.OK)
@@ -584,6 +601,8 @@ class Exchange:
     def _place(
         self, acct: AccountState, place: PlaceOrder, height: int, check_margin: bool = True
     ) -> Reason:
+        self.last_rested = 0
+        self.last_filled = 0
         reason, size = self._precheck_place(acct, place, check_margin)
         if reason:
             return reason
@@ -594,6 +613,7 @@ class Exchange:
         filled = 0
         if would_cross(book, is_buy, price):
             filled = self.take_liquidity(acct, market, is_buy, price, size)
+            self.last_filled = filled
         left = size - filled
         if left > 0:
             if place.order_type == OrderType.LIMIT and place.time_in_force != TimeInForce.IOC:
@@ -614,6 +634,7 @@ class Exchange:
                 book.add(o)
                 self.touched_orders.add(o.order_id)
                 self.touched_books.add(market)
+                self.last_rested = o.order_id
                 self.events.append(
                     OrderEvent("placed", o.order_id, acct.owner, market, o.client_id)
                 )
@@ -711,7 +732,8 @@ class Exchange:
             if there:
                 return Reason.DUPLICATE_CLIENT_ID, i
             is_buy = a.side == BUY
-            if a.reduce_only:
+            child = kind is PlaceTrigger and a.attach == Attach.ORDER  # its parent makes the
+            if a.reduce_only and not child:                            # position it reduces
                 p = acct.positions.get(a.market)
                 allowed = 0 if p is None else (-p.size if is_buy else p.size)
                 if allowed <= 0:
@@ -761,12 +783,20 @@ class Exchange:
         reason, index = self._check_batch(acct, actions)
         if reason:
             return reason, index
+        parents: dict[tuple[int, int], tuple[int, int, int, int]] = {}
         for a in actions:
             kind = type(a)
             if kind is PlaceOrder:
                 self._place_admitted(acct, a, height)
+                parents[(a.market, a.client_id)] = (self.last_rested, self.last_filled, a.size, 0)
             elif kind is PlaceTrigger:
-                self._add_trigger(acct, a, height)
+                if a.attach == Attach.ORDER:
+                    key = (a.market, a.parent_client_id)
+                    rested, filled, size, group = parents[key]
+                    self._add_trigger(acct, a, height, parents[key])
+                    parents[key] = (rested, filled, size, group or self.next_order_id - 1)
+                else:
+                    self._add_trigger(acct, a, height)
             elif kind is ModifyOrder:
                 self._modify(acct, a, height)
             elif kind is ScheduleCancel:
@@ -807,11 +837,26 @@ class Exchange:
                 OrderEvent("modified", o.order_id, o.owner, o.market, o.client_id)
             )
             return
+        kids = self.waiting.pop(o.order_id, [])  # dormant TP/SL follow the order
         self._remove_order(o, Reason.MODIFIED)
         tif = TimeInForce.POST_ONLY if a.post_only else TimeInForce.GTC
         place = PlaceOrder(o.market, o.side, OrderType.LIMIT, tif, o.reduce_only, a.price,
                            a.size, o.client_id)
         self._place_admitted(acct, place, height)
+        if not kids:
+            return
+        rested = self.last_rested
+        self.waiting[o.order_id] = kids
+        if self.last_filled:
+            self._wake_children(o.order_id)
+        elif rested:
+            self.waiting[rested] = self.waiting.pop(o.order_id)
+            for tid in kids:
+                self.triggers[tid].parent_order_id = rested
+                self.touched_triggers.add(tid)
+        else:
+            for tid in list(kids):
+                self._drop_trigger(self.triggers[tid], "cancelled", Reason.PARENT_CANCELLED)
 
     # ----------------------------------------------------------------------- triggers
 
@@ -819,11 +864,51 @@ class Exchange:
         self.triggers[t.trigger_id] = t
         self.trigger_by_client[(t.owner, t.market, t.client_id)] = t
         self.ledger.accounts[t.owner].triggers[t.trigger_id] = t
-        self.trigger_books[t.market].add(t)
+        if t.attach == Attach.ORDER:
+            self.families.setdefault(t.group, set()).add(t.trigger_id)
+        if t.parent_order_id:
+            self.waiting.setdefault(t.parent_order_id, []).append(t.trigger_id)
+        else:
+            self._activate(t)
 
-    def _add_trigger(self, acct: AccountState, a: PlaceTrigger, height: int) -> None:
+    def _activate(self, t: Trigger) -> None:
+        self.trigger_books[t.market].add(t)
+        if t.attach != Attach.NONE:
+            self.tpsl.setdefault((t.owner, t.market), set()).add(t.trigger_id)
+
+    def _wake_children(self, parent_order_id: int) -> None:
+        """The parent's first fill: its dormant TP/SL enter their market's book."""
+        for tid in self.waiting.pop(parent_order_id):
+            t = self.triggers[tid]
+            t.parent_order_id = 0
+            self._activate(t)
+            self.touched_triggers.add(tid)
+
+    def _add_trigger(
+        self,
+        acct: AccountState,
+        a: PlaceTrigger,
+        height: int,
+        parent: tuple[int, int, int, int] | None = None,
+    ) -> None:
+        """Place an admitted trigger. A TP/SL of an order gets ``parent``: (order id left
+        resting or 0, lots filled, parent size, group id or 0) from its placement earlier in
+        the batch; it wakes at once if the parent filled, waits if it rests, and is dropped if
+        the parent neither filled nor rested."""
+        size, group, waits = a.size, 0, 0
+        if a.attach == Attach.ORDER:
+            assert parent is not None
+            rested, filled, parent_size, group = parent
+            if not rested and not filled:
+                self.events.append(OrderEvent("cancelled", 0, acct.owner, a.market, a.client_id,
+                                              Reason.PARENT_CANCELLED))
+                return
+            size = size or parent_size
+            waits = 0 if filled else rested
+            group = group or self.next_order_id
         t = Trigger(self.next_order_id, acct.owner, a.market, a.side, a.kind, a.order_type,
-                    a.trigger_price, a.price, a.size, a.client_id, a.reduce_only, height)
+                    a.trigger_price, a.price, size, a.client_id, a.reduce_only, height,
+                    a.attach, group, waits)
         self.next_order_id += 1
         self._index_trigger(t)
         self.touched_triggers.add(t.trigger_id)
@@ -832,11 +917,29 @@ class Exchange:
 
     def _drop_trigger(self, t: Trigger, kind: str, reason: Reason = Reason.OK) -> None:
         """A trigger leaves the untriggered set: ``triggered`` or ``cancelled`` (with why)."""
-        del self.triggers[t.trigger_id]
+        tid = t.trigger_id
+        del self.triggers[tid]
         del self.trigger_by_client[(t.owner, t.market, t.client_id)]
-        del self.ledger.accounts[t.owner].triggers[t.trigger_id]
-        self.trigger_books[t.market].remove(t)
-        self.touched_triggers.add(t.trigger_id)
+        del self.ledger.accounts[t.owner].triggers[tid]
+        if t.parent_order_id:
+            kids = self.waiting.get(t.parent_order_id)
+            if kids is not None:  # (absent while its parent is dropping it)
+                kids.remove(tid)
+                if not kids:
+                    del self.waiting[t.parent_order_id]
+        else:
+            self.trigger_books[t.market].remove(t)
+        if t.attach != Attach.NONE and not t.parent_order_id:
+            guards = self.tpsl[(t.owner, t.market)]
+            guards.discard(tid)
+            if not guards:
+                del self.tpsl[(t.owner, t.market)]
+        if t.attach == Attach.ORDER:
+            family = self.families[t.group]
+            family.discard(tid)
+            if not family:
+                del self.families[t.group]
+        self.touched_triggers.add(tid)
         self.events.append(OrderEvent(kind, t.trigger_id, t.owner, t.market, t.client_id, reason))
 
     def _fire_triggers(self, height: int) -> None:
@@ -852,19 +955,27 @@ class Exchange:
         fired.sort()
         moved: set[int] = set()
         for tid in fired[:MAX_TRIGGERS_FIRED_PER_BLOCK]:
-            t = self.triggers[tid]
+            t = self.triggers.get(tid)
+            if t is None:  # cancelled by a sibling that fired before it (one-cancels-other)
+                continue
             self._drop_trigger(t, "triggered")
+            self._cancel_siblings(t)
+            size = t.size
+            if size == 0:  # a TP/SL of the whole position, sized now (0 if flat: refused)
+                p = self.ledger.accounts[t.owner].positions.get(t.market)
+                size = abs(p.size) if p is not None else 0
             mk = self.markets[t.market]
             if t.order_type == OrderType.MARKET:
                 bound = market_bound(t.side, lm[t.market].mark, mk.trigger_slippage_ppm,
                                      mk.max_price_ticks)
                 place = PlaceOrder(t.market, t.side, OrderType.MARKET, TimeInForce.IOC,
-                                   t.reduce_only, bound, t.size, t.client_id)
+                                   t.reduce_only, bound, max(size, 1), t.client_id)
             else:
                 place = PlaceOrder(t.market, t.side, OrderType.LIMIT, TimeInForce.GTC,
-                                   t.reduce_only, t.price, t.size, t.client_id)
+                                   t.reduce_only, t.price, max(size, 1), t.client_id)
             acct = self.ledger.accounts[t.owner]
-            reason = self._place(acct, place, height)
+            reason = (self._place(acct, place, height) if size
+                      else Reason.REDUCE_ONLY_WOULD_INCREASE)
             if reason not in (Reason.OK, Reason.NO_LIQUIDITY):
                 self.events.append(
                     OrderEvent("cancelled", tid, t.owner, t.market, t.client_id, reason)
@@ -874,6 +985,29 @@ class Exchange:
             book = self.books[mid]
             ms = lm[mid]
             ms.mark = mark_price(ms.index, book.best_bid(), book.best_ask())
+
+    def _cancel_siblings(self, t: Trigger) -> None:
+        """One-cancels-other: a fired TP/SL takes the rest of its group with it (a position's
+        TP/SL, or the children of one order)."""
+        if t.attach == Attach.POSITION:
+            guards = self.tpsl.get((t.owner, t.market), ())
+            group = [x for x in guards if self.triggers[x].attach == Attach.POSITION]
+        elif t.attach == Attach.ORDER:
+            group = list(self.families.get(t.group, ()))
+        else:
+            return
+        for tid in sorted(group):
+            self._drop_trigger(self.triggers[tid], "cancelled", Reason.ONE_CANCELS_OTHER)
+
+    def _sweep_closed_positions(self) -> None:
+        """After liquidation: a position the block left flat takes its active TP/SL with it."""
+        led = self.ledger
+        for owner, market in sorted(led.dirty_positions):
+            guards = self.tpsl.get((owner, market))
+            if not guards or led.accounts[owner].positions[market].size:
+                continue
+            for tid in sorted(guards):
+                self._drop_trigger(self.triggers[tid], "cancelled", Reason.POSITION_CLOSED)
 
     # ----------------------------------------------------------------------- dead man's switch
 
@@ -1404,6 +1538,9 @@ def _trigger_value(t: Trigger) -> tuple:
         t.client_id,
         t.reduce_only,
         t.height,
+        int(t.attach),
+        t.group,
+        t.parent_order_id,
     )
 
 
@@ -1421,6 +1558,9 @@ def _trigger_row(t: Trigger) -> tuple:
         u64_to_sql(t.client_id),
         int(t.reduce_only),
         t.height,
+        int(t.attach),
+        t.group,
+        t.parent_order_id,
     )
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from lockstep.consensus.actions import OrderType, Side, TriggerKind
+from lockstep.consensus.actions import Attach, OrderType, Side, TriggerKind
 
 from .book import RestingOrder
 from .margin import floor_div
@@ -371,7 +371,10 @@ CREATE TABLE IF NOT EXISTS triggers(
     size INTEGER NOT NULL,
     client_id INTEGER NOT NULL,
     reduce_only INTEGER NOT NULL,
-    height INTEGER NOT NULL
+    height INTEGER NOT NULL,
+    attach INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    parent_order_id INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS schedules(
     owner BLOB PRIMARY KEY,
@@ -565,7 +568,7 @@ class LedgerStore:
                 db.executemany("DELETE FROM triggers WHERE trigger_id=?", w.triggers_delete)
             if w.triggers_upsert:
                 db.executemany(
-                    "INSERT OR REPLACE INTO triggers VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO triggers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     w.triggers_upsert,
                 )
             if w.schedules_delete:
@@ -672,10 +675,14 @@ class LedgerStore:
                 u64_from_sql(cid),
                 bool(ro),
                 height,
+                Attach(attach),
+                grp,
+                parent,
             )
-            for tid, owner, market, side, kind, ot, tp, price, size, cid, ro, height in self.rows(
-                "SELECT * FROM triggers ORDER BY trigger_id"
-            )
+            for (
+                tid, owner, market, side, kind, ot, tp, price, size, cid, ro, height, attach, grp,
+                parent,
+            ) in self.rows("SELECT * FROM triggers ORDER BY trigger_id")
         ]
 
     def load_schedules(self) -> list[tuple[bytes, int]]:

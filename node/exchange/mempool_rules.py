@@ -30,6 +30,7 @@ import enum
 from lockstep.consensus import limits
 from lockstep.consensus.actions import (
     Action,
+    Attach,
     Batch,
     Cancel,
     ModifyOrder,
@@ -130,6 +131,15 @@ class Reason(enum.IntEnum):
     """Informational: an order left its place in the queue because a modify re-queued it."""
     SCHEDULED_CANCEL = 33
     """Informational: an order or trigger was cancelled by its owner's dead man's switch."""
+    INVALID_ATTACHMENT = 34
+    """A TP/SL that is not reduce-only, names no parent placed earlier in the batch (on the
+    other side, in its market), or has size 0 without a position or parent to size it."""
+    PARENT_CANCELLED = 35
+    """Informational: a TP/SL was cancelled because its parent left the book unfilled."""
+    ONE_CANCELS_OTHER = 36
+    """Informational: a TP/SL was cancelled because another of its group fired."""
+    POSITION_CLOSED = 37
+    """Informational: a TP/SL was cancelled because the position it protects is closed."""
 
 
 INSURANCE_FUND = bytes(32)
@@ -187,8 +197,10 @@ def check_place(place: PlaceOrder, m: Market) -> Reason:
 
 
 def check_trigger(t: PlaceTrigger, m: Market) -> Reason:
-    """Trigger and (for a limit) limit price in ``[1, max_price_ticks]``, size in range; a
-    market trigger carries price 0 (its bound comes from the mark when it fires)."""
+    """Trigger and (for a limit) limit price in ``[1, max_price_ticks]``, size in range (or 0
+    for a TP/SL, sized when it fires); a market trigger carries price 0 (its bound comes from
+    the mark when it fires); a TP/SL is reduce-only, and only an ``ORDER`` one names a parent.
+    (That the parent is placed earlier in the batch is checked with the batch.)"""
     if not 1 <= t.trigger_price <= m.max_price_ticks:
         return Reason.PRICE_OUT_OF_RANGE
     if t.order_type == OrderType.MARKET:
@@ -196,7 +208,12 @@ def check_trigger(t: PlaceTrigger, m: Market) -> Reason:
             return Reason.INVALID_ORDER_TYPE
     elif not 1 <= t.price <= m.max_price_ticks:
         return Reason.PRICE_OUT_OF_RANGE
-    if not m.min_size_lots <= t.size <= m.max_size_lots:
+    if t.attach == Attach.NONE:
+        if t.parent_client_id:
+            return Reason.INVALID_ATTACHMENT
+    elif not t.reduce_only or (t.attach == Attach.POSITION) == bool(t.parent_client_id):
+        return Reason.INVALID_ATTACHMENT
+    if not m.min_size_lots <= t.size <= m.max_size_lots and (t.size or t.attach == Attach.NONE):
         return Reason.SIZE_OUT_OF_RANGE
     return Reason.OK
 
@@ -252,10 +269,17 @@ def check_static(
         return check_action(body.cancel, markets, height), -1
     if kind is Batch:
         seen: set[tuple[int, int]] = set()
+        parents: dict[tuple[int, int], PlaceOrder] = {}
         for i, a in enumerate(body.batch):
             reason = check_action(a, markets, height)
             if reason:
                 return reason, i
+            if type(a) is PlaceTrigger and a.attach == Attach.ORDER:
+                parent = parents.get((a.market, a.parent_client_id))
+                if parent is None or parent.side == a.side:
+                    return Reason.INVALID_ATTACHMENT, i
+            if type(a) is PlaceOrder:
+                parents[(a.market, a.client_id)] = a
             if type(a) is PlaceOrder or type(a) is PlaceTrigger or type(a) is ModifyOrder:
                 key = (a.market, a.client_id)
                 if key in seen:

@@ -15,11 +15,12 @@ buy        take-profit  ``m ≤ trigger``
 =========  ===========  =====================================
 
 Ties fire (the comparison is inclusive). A trigger placed at or beyond the mark on its firing
-side would fire at once and is refused (``TRIGGER_WRONG_SIDE``). Each side of a book is a sorted
-list of ``(trigger price, trigger id)``, so the triggers a mark fires are a prefix (rising) or a
-suffix (falling) found by bisection: the check costs O(log n) per market per block whatever
-rests, plus the triggers it fires. Fired triggers execute in ascending trigger id — the order
-they were placed in — never in an order the sequencer chooses.
+side would fire at once and is refused (``TRIGGER_WRONG_SIDE``). A take-profit / stop-loss
+attached to an order waits dormant, outside the book, until its parent first fills. Each side of
+a book is a sorted list of ``(trigger price, trigger id)``, so the triggers a mark fires are a
+prefix (rising) or a suffix (falling) found by bisection: the check costs O(log n) per market
+per block whatever rests, plus the triggers it fires. Fired triggers execute in ascending
+trigger id — the order they were placed in — never in an order the sequencer chooses.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 
-from lockstep.consensus.actions import OrderType, Side, TriggerKind
+from lockstep.consensus.actions import Attach, OrderType, Side, TriggerKind
 from lockstep.consensus.genesis import PPM
 
 MAX_TRIGGERS_FIRED_PER_BLOCK = 4_096
@@ -54,6 +55,11 @@ class Trigger:
     reduce_only: bool
     height: int
     """Height of the block that placed it."""
+    attach: Attach = Attach.NONE
+    group: int = 0
+    """TP/SL of an order: the first sibling's trigger id, naming the one-cancels-other group."""
+    parent_order_id: int = 0
+    """Dormant until this resting order first fills (0: active, in its market's book)."""
 
     @property
     def fires_rising(self) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lockstep.consensus.actions import OrderType, PlaceTrigger, Side, TriggerKind
+from lockstep.consensus.actions import Attach, OrderType, PlaceTrigger, Side, TriggerKind
 from lockstep.node.exchange.mempool_rules import MAX_OPEN_ORDERS_PER_ACCOUNT, Reason
 from lockstep.node.exchange.triggers import (
     Trigger,
@@ -291,3 +291,145 @@ def test_each_trigger_fires_once_in_the_first_block_whose_mark_reaches_it(
     assert {t.trigger_id for t in h.ex.open_triggers(h.key("bob"))} == set(placed) - set(
         fired_at
     )
+
+
+# --------------------------------------------------------------------------- TP/SL groups
+
+
+def tpsl(side: Side, kind: TriggerKind, trigger_price: int, cid: int, size: int = 0,
+         parent: int = 0, price: int = 0) -> PlaceTrigger:
+    """A reduce-only TP/SL of the position (``parent`` 0) or of the order ``parent``."""
+    ot = MARKET if price == 0 else LIMIT
+    attach = Attach.ORDER if parent else Attach.POSITION
+    return PlaceTrigger(0, side, kind, ot, True, trigger_price, price, size, cid, attach, parent)
+
+
+def test_position_tp_and_sl_one_cancels_the_other(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db",
+                {"alice": 100_000 * USD, "bob": 100_000 * USD, "carol": 100_000 * USD})
+    long_bob(h)
+    h.ok(h.batch("bob", tpsl(SELL, TP, 110, cid=1), tpsl(SELL, STOP, 90, cid=2)))
+    assert len(h.ex.open_triggers(h.key("bob"))) == 2
+    h.ok(h.place("carol", BUY, 109, 20))
+    r = h.ok(h.oracle(110))  # the take-profit fires for the whole position (size 0)
+    assert [e.client_id for e in events(r, "triggered")] == [1]
+    assert [(e.client_id, e.reason) for e in events(r, "cancelled")] == [
+        (2, Reason.ONE_CANCELS_OTHER)
+    ]
+    assert [(tr.price, tr.size) for tr in r.trades] == [(109, 10)]
+    assert h.pos("bob")[0] == 0 and h.ex.open_triggers(h.key("bob")) == []
+
+
+def test_closing_the_position_cancels_its_tpsl(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db")
+    long_bob(h)
+    h.ok(h.batch("bob", tpsl(SELL, TP, 110, cid=1), tpsl(SELL, STOP, 90, cid=2),
+                 trig(BUY, STOP, 150, 1, cid=3)))
+    r = h.ok(h.place("alice", BUY, 100, 10), h.place("bob", SELL, 100, 10))
+    assert sorted((e.client_id, e.reason) for e in events(r, "cancelled")) == [
+        (1, Reason.POSITION_CLOSED), (2, Reason.POSITION_CLOSED)
+    ]
+    # A trigger of its own is not a TP/SL: it stays.
+    assert [t.client_id for t in h.ex.open_triggers(h.key("bob"))] == [3]
+
+
+def test_order_tpsl_wait_for_the_parents_first_fill(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db",
+                {"alice": 100_000 * USD, "bob": 100_000 * USD, "carol": 100_000 * USD})
+    r = h.ok(h.batch("bob", h_place(BUY, 99, 10, cid=1),
+                     tpsl(SELL, TP, 110, cid=2, parent=1), tpsl(SELL, STOP, 90, cid=3, parent=1)))
+    kids = h.ex.open_triggers(h.key("bob"))
+    assert [(t.client_id, t.size, t.parent_order_id > 0) for t in kids] == [
+        (2, 10, True), (3, 10, True)
+    ]
+    # Dormant: a mark beyond the stop fires nothing while the parent has not filled.
+    h.ok(h.oracle(89))
+    assert len(h.ex.open_triggers(h.key("bob"))) == 2
+    h.ok(h.oracle(100))
+    r = h.ok(h.place("alice", SELL, 99, 4))  # the parent's first fill wakes both children
+    assert all(t.parent_order_id == 0 for t in h.ex.open_triggers(h.key("bob")))
+    h.ok(h.place("carol", BUY, 89, 10))
+    r = h.ok(h.oracle(90))
+    assert [e.client_id for e in events(r, "triggered")] == [3]
+    assert (3, Reason.ONE_CANCELS_OTHER) not in [(e.client_id, e.reason)
+                                                 for e in events(r, "cancelled")]
+    assert (2, Reason.ONE_CANCELS_OTHER) in [(e.client_id, e.reason)
+                                             for e in events(r, "cancelled")]
+    assert h.pos("bob")[0] == 0  # the stop sold the 4 lots (reduce-only cut the 10 to 4)
+
+
+def test_order_tpsl_go_with_a_parent_cancelled_unfilled(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db")
+    h.ok(h.batch("bob", h_place(BUY, 99, 10, cid=1), tpsl(SELL, STOP, 90, cid=2, parent=1)))
+    r = h.ok(h.cancel("bob", 1))
+    assert [(e.client_id, e.reason) for e in events(r, "cancelled")] == [
+        (1, Reason.CANCELLED), (2, Reason.PARENT_CANCELLED)
+    ]
+    assert h.ex.open_triggers(h.key("bob")) == []
+
+
+def test_order_tpsl_follow_a_requeued_parent(tmp_path: Path) -> None:
+    from lockstep.consensus.actions import ModifyOrder
+    from lockstep.node.exchange.executor import Exchange
+
+    h = Harness(tmp_path / "x.db")
+    h.ok(h.batch("bob", h_place(BUY, 99, 10, cid=1), tpsl(SELL, STOP, 90, cid=2, parent=1)))
+    h.ok(h.batch("bob", ModifyOrder(0, 1, 98, 10, False)))
+    (o,) = h.ex.open_orders(h.key("bob"))
+    (t,) = h.ex.open_triggers(h.key("bob"))
+    assert t.parent_order_id == o.order_id and o.price == 98
+    h.ex.close()
+    h.ex = again = Exchange.open(h.path, h.genesis)  # dormant children survive a restart
+    r = h.ok(h.place("alice", SELL, 98, 10))
+    assert again.open_triggers(h.key("bob"))[0].parent_order_id == 0
+    assert not events(r, "cancelled")
+
+
+def test_bad_tpsl_are_refused(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "x.db")
+    cases = [
+        # Not reduce-only.
+        (PlaceTrigger(0, SELL, STOP, MARKET, False, 90, 0, 1, 1, Attach.POSITION, 0),
+         Reason.INVALID_ATTACHMENT),
+        # A parent that is not in the batch, or on the same side.
+        (tpsl(SELL, STOP, 90, cid=2, parent=1), Reason.INVALID_ATTACHMENT),
+        # A position TP/SL with no position to reduce.
+        (tpsl(SELL, STOP, 90, cid=2), Reason.REDUCE_ONLY_WOULD_INCREASE),
+        # A plain trigger of size 0.
+        (trig(SELL, STOP, 90, 0, cid=2), Reason.SIZE_OUT_OF_RANGE),
+    ]
+    for action, reason in cases:
+        tx = h.batch("bob", action)
+        assert h.ex.check_tx(tx)[0] == reason, action
+        assert h.block(tx).outcomes[0].reason == reason, action
+    r = h.block(h.batch("bob", h_place(SELL, 120, 1, cid=1),
+                        tpsl(SELL, TP, 90, cid=2, parent=1)))
+    assert r.outcomes[0].reason == Reason.INVALID_ATTACHMENT
+    assert h.ex.open_orders(h.key("bob")) == [] and h.ex.open_triggers(h.key("bob")) == []
+
+
+def h_place(side: Side, price: int, size: int, cid: int):
+    from lockstep.consensus.actions import PlaceOrder, TimeInForce
+
+    return PlaceOrder(0, side, LIMIT, TimeInForce.GTC, False, price, size, cid)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tp=st.integers(101, 140), sl=st.integers(60, 99),
+       path=st.lists(st.integers(50, 150), min_size=1, max_size=10))
+def test_one_cancels_other_never_fires_both(tmp_path_factory, tp, sl, path) -> None:
+    """Whatever the mark does, at most one of a position's TP and SL fires, and the other
+    leaves in the same block."""
+    h = Harness(tmp_path_factory.mktemp("oco") / "x.db")
+    long_bob(h)
+    h.ok(h.batch("bob", tpsl(SELL, TP, tp, cid=1), tpsl(SELL, STOP, sl, cid=2)))
+    fired = []
+    for index in path:
+        r = h.ok(h.oracle(index))
+        now = [e.client_id for e in events(r, "triggered")]
+        fired += now
+        if now:
+            gone = {(e.client_id, e.reason) for e in events(r, "cancelled")}
+            assert (3 - now[0], Reason.ONE_CANCELS_OTHER) in gone
+            assert h.ex.open_triggers(h.key("bob")) == []
+    assert len(fired) <= 1
