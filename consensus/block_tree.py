@@ -4,7 +4,8 @@ Theory of operation: every block a replica accepts names its parent by hash and 
 of that parent, so the known blocks form a tree rooted at the genesis anchor. A node of the tree
 holds the block, its hash, the QC that certifies it (once one is seen: its child's ``justify``,
 a vote quorum, or a timeout's high QC), the VRF outputs of the tickets it carries (verified on
-insertion), and two numbers the leader election needs in O(1):
+insertion), its proposer (the election's reputation rule reads it after the block itself is
+dropped), and two numbers the leader election needs in O(1):
 
 * ``gaps`` — views in ``[first view of its epoch, its view)`` that hold no block of its chain
   (each such view ended in a timeout on this chain), and
@@ -24,6 +25,7 @@ from .messages import Block, QuorumCert
 
 __all__ = [
     "ELECTION_EPOCHS",
+    "REPUTATION_EPOCHS",
     "RETAIN_COMMITTED_BLOCKS",
     "RETAIN_FULL_BLOCKS",
     "RETAIN_FULL_TXS",
@@ -37,10 +39,16 @@ TICKET_LEAD_EPOCHS = 2
 """Tickets for epoch e ride in blocks of epoch e − 2 (one whole epoch before the ranking is
 needed, so the window is closed on a chain before anything depends on it). Defined here, with
 the history it implies, because the tree's retention depends on it; ``election`` applies it."""
-ELECTION_EPOCHS = TICKET_LEAD_EPOCHS + 1
+REPUTATION_EPOCHS = 3
+"""A leader that let its view time out is demoted in the ranking of the next this-many epochs
+(``election.demoted``): long enough that a crashed sequencer stays out of the way for a few
+epochs, short enough that a validator back from a restart regains its place. Three, so the
+failures it reads lie no deeper than the seed already reads (no more history to hand back)."""
+ELECTION_EPOCHS = max(TICKET_LEAD_EPOCHS + 1, REPUTATION_EPOCHS)
 """Whole epochs before the current one that the election reads: epoch ``e``'s ranking takes
-its tickets from blocks of epoch ``e − 2`` and its seed from those of ``e − 3``, so a replica
-needs its chain back to a block of view below ``start(e − 3)`` (see ``election``)."""
+its tickets from blocks of epoch ``e − 2`` and its seed from those of ``e − 3``, and its
+reputation from the views of ``e − 3 … e − 1``, so a replica needs its chain back to a block
+of view below ``start(e − 3)`` (see ``election``)."""
 
 
 def election_history_blocks(epoch_views: int) -> int:
@@ -93,6 +101,9 @@ class TreeNode:
     """validator → (ticket epoch, VRF output) of the tickets in this block."""
     qc: QuorumCert | None = None
     committed: bool = False
+    proposer: int = -1
+    """The block's proposer (−1 for the genesis anchor): kept when the block is dropped, since
+    the election's reputation rule reads it (``election.demoted``)."""
 
 
 class BlockTree:
@@ -149,6 +160,7 @@ class BlockTree:
             self.gaps_before(parent, block.view),
             tail,
             tickets,
+            proposer=block.proposer,
         )
         self.nodes[block_hash] = node
         self.uncommitted.add(block_hash)
@@ -173,6 +185,7 @@ class BlockTree:
             0,
             None,
             tickets,
+            proposer=block.proposer,
         )
         self.nodes[block_hash] = node
         self.uncommitted.add(block_hash)

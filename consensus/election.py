@@ -14,14 +14,21 @@ Theory of operation (the exact rule and why every honest replica agrees are in
   plus one) if its ticket for ``e`` is on the chain, else of ``SHA-512("fallback" ‖ seed_e ‖ i)``.
   Validators are ranked by ``u_i / w_i`` ascending (compared exactly as ``u_a·w_b < u_b·w_a``),
   ties by index. Rank 0 is the epoch's sequencer; the rest are its backups in order.
+* **Reputation.** A chain that goes from block ``P`` to a block of view ``> P.view + 1``, with
+  ``P.view + 2`` still in ``P``'s epoch, blames ``P.proposer`` for view ``P.view + 1``: on
+  ``P``'s chain that validator both led that view and was to certify its block (same epoch,
+  same ``k``), and the view timed out. The validators blamed for a view in
+  ``[start(e − 3), start(e))`` on the chain are *demoted* in epoch ``e``: they keep their VRF
+  order among themselves but rank after every other validator.
 * **Leader of a view.** For a block at view ``v`` (epoch ``e``) on top of parent ``P``, with
   ``k`` = views of ``[start(e), v)`` holding no block of ``P``'s chain (views that timed out):
-  ``leader(v, P) = ranking_e(P)[k mod n]``. While the sequencer is healthy every view of its
-  epoch holds a block, ``k = 0``, and it leads them all; each timed-out view moves leadership
-  one place down the ranking.
+  ``leader(v, P) = order_e(P)[k mod n]``, ``order_e`` being the ranking with the demoted
+  validators moved last. While the sequencer is healthy every view of its epoch holds a block,
+  ``k = 0``, and it leads them all; each timed-out view moves leadership one place down.
 
-All inputs are in ``P``'s chain below view ``start(e − 1)``; results are cached by
-(epoch, anchor block), so the per-proposal cost is a dictionary lookup and a short walk.
+The VRF inputs are in ``P``'s chain below view ``start(e − 1)``, the reputation's in the chain
+below view ``start(e)``; results are cached by (epoch, anchor block), so the per-proposal cost
+is a dictionary lookup and a short walk.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from collections.abc import Iterator
 
 import cbor2
 
-from .block_tree import TICKET_LEAD_EPOCHS, BlockTree, TreeNode
+from .block_tree import REPUTATION_EPOCHS, TICKET_LEAD_EPOCHS, BlockTree, TreeNode
 from .crypto import DOMAIN_TICKET, sha256, signing_bytes
 from .messages import Block, VrfTicket, ticket_alpha
 from .quorum import ValidatorSet
@@ -65,6 +72,16 @@ def rank_by_draw(draws: list[tuple[int, int, int]]) -> tuple[int, ...]:
     return tuple(d[2] for d in sorted(draws, key=functools.cmp_to_key(compare)))
 
 
+def reputation_order(ranking: tuple[int, ...], demoted: frozenset[int]) -> tuple[int, ...]:
+    """``ranking`` with the ``demoted`` validators moved last, each part in its VRF order.
+
+    A stable partition, not a new draw: no one's relative place among the healthy changes, so
+    the VRF alone still decides which healthy validator leads."""
+    if not demoted:
+        return ranking
+    return tuple(i for i in ranking if i not in demoted) + tuple(i for i in ranking if i in demoted)
+
+
 class InvalidTicket(ValueError):
     def __init__(self, validator: int, epoch: int, reason: str) -> None:
         super().__init__(f"ticket of validator {validator} for epoch {epoch}: {reason}")
@@ -84,6 +101,7 @@ class Election:
         self._seeds: dict[tuple[int, bytes], bytes] = {}
         self._rankings: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._valid_tickets: dict[tuple[int, bytes, bytes], bool] = {}
+        self._demoted: dict[tuple[int, bytes], frozenset[int]] = {}
 
     def epoch(self, view: int) -> int:
         return view // self.epoch_views
@@ -159,12 +177,83 @@ class Election:
         self._rankings[key] = ranking
         return ranking
 
+    # -- reputation -----------------------------------------------------------------------
+
+    def failed_leader(self, block: TreeNode, next_view: int) -> int | None:
+        """The validator a chain blames when ``block`` is followed on it by a block at
+        ``next_view``: ``block``'s proposer, if ``block.view + 1`` timed out (is below
+        ``next_view``) and ``block.view + 2`` is still in ``block``'s epoch.
+
+        Then both jobs of that view were the proposer's: leading it (the order is fixed within
+        an epoch on a chain and no view timed out in between, so its rank ``k`` is unchanged)
+        and certifying its block (the votes go to the leader of ``block.view + 2``, the same
+        rank again). So the record needs no election to read back, and a restarted replica
+        rebuilds it from the blocks alone. At an epoch's last view the certifier is the next
+        epoch's sequencer, so a timeout there blames no one. A live leader cannot be framed
+        after GST: a record needs a TC for its view, and f Byzantine timeouts neither form one
+        nor make an honest replica join."""
+        after = block.view + 1
+        if block.proposer < 0 or after >= next_view:
+            return None
+        if self.epoch(after + 1) != self.epoch(block.view):
+            return None
+        return block.proposer
+
+    def _failures(self, epoch: int, tail: TreeNode) -> frozenset[int]:
+        """Validators blamed on the chain ending in ``tail`` (the last block before ``epoch``,
+        followed by one of ``epoch``) for a view in ``[start(epoch − REPUTATION_EPOCHS),
+        start(epoch))``. Reads back to the highest block of view ``≤`` that window's start."""
+        low = self.start(max(0, epoch - REPUTATION_EPOCHS))
+        found: set[int] = set()
+        failed = self.failed_leader(tail, self.start(epoch))
+        if failed is not None and tail.view + 1 >= low:
+            found.add(failed)  # recorded by the epoch's first block, whichever it is
+        node = tail
+        while node.parent is not None and node.view > low:
+            below = self.tree.get(node.parent)
+            if below is None:
+                raise MissingHistory(f"chain below height {node.height} is not held")
+            failed = self.failed_leader(below, node.view)
+            if failed is not None and below.view + 1 >= low:
+                found.add(failed)
+            node = below
+        return frozenset(found)
+
+    def demoted(self, epoch: int, parent: TreeNode) -> frozenset[int]:
+        """Validators ranked last in ``epoch`` on the chain through ``parent`` (a block's parent
+        for a view of ``epoch``): those blamed for a view of the last ``REPUTATION_EPOCHS``
+        epochs. A function of the chain's last block before ``epoch`` only, so one set holds
+        for all the epoch's views on a chain and the order never shifts under ``k``."""
+        if epoch == 0:
+            return frozenset()
+        tail = self._anchor(parent, self.start(epoch))
+        key = (epoch, tail.hash)
+        cached = self._demoted.get(key)
+        if cached is not None:
+            return cached
+        demoted = self._failures(epoch, tail)
+        if len(self._demoted) > 256:
+            self._demoted.clear()
+        self._demoted[key] = demoted
+        return demoted
+
+    def order(self, epoch: int, parent: TreeNode) -> tuple[int, ...]:
+        """Who leads ``epoch``'s views on ``parent``'s chain, in turn: the VRF ranking with the
+        demoted validators last."""
+        return reputation_order(self.ranking(epoch, parent), self.demoted(epoch, parent))
+
     def leader(self, view: int, parent: TreeNode) -> int:
         """The validator that may propose at ``view`` on top of ``parent``."""
         assert view > parent.view
+        epoch = self.epoch(view)
         k = self.tree.gaps_before(parent, view)
-        ranking = self.ranking(self.epoch(view), parent)
-        return ranking[k % len(ranking)]
+        order = self.order(epoch, parent)
+        leader = order[k % len(order)]
+        if view == parent.view + 1 and self.epoch(parent.view) == epoch and parent.proposer >= 0:
+            # What ``failed_leader`` relies on: the view after a block, in its epoch, is led by
+            # that block's proposer.
+            assert leader == parent.proposer, (view, leader, parent.proposer)
+        return leader
 
     # -- tickets --------------------------------------------------------------------------
 

@@ -51,8 +51,11 @@ def child(g, tree, parent_hash: bytes, view: int, tickets=(), proposer: int = 0)
     return b
 
 
-def add(g, tree, el, parent_hash, view, tickets=()):
-    b = child(g, tree, parent_hash, view, tickets)
+def add(g, tree, el, parent_hash, view, tickets=(), proposer=None):
+    """A block at ``view`` on ``parent_hash``, proposed by its leader unless told otherwise."""
+    if proposer is None:
+        proposer = el.leader(view, tree.get(parent_hash))
+    b = child(g, tree, parent_hash, view, tickets, proposer)
     h = b.block_hash(g.chain_id)
     return tree.insert(b, h, el.verify_block_tickets(b, tree.get(parent_hash)))
 
@@ -189,3 +192,74 @@ def test_seed_depends_only_on_blocks_before_the_ticket_window() -> None:
     # seed_5 uses epoch-4 tickets, which ride in epoch-2 blocks: fixed once epoch 3 starts.
     at_start_of_3 = next(n for n in tree.walk_down(tip, 0) if n.view == 3 * E)
     assert el.seed(5, tip) == el.seed(5, at_start_of_3)
+
+
+def chain(g, tree, el, views, start=None):
+    """Blocks at ``views`` in order, each on the one before (from genesis unless told)."""
+    tip = start or tree.genesis
+    for view in views:
+        tip = add(g, tree, el, tip.hash, view)
+    return tip
+
+
+def test_a_leader_whose_view_times_out_is_demoted_for_three_epochs() -> None:
+    """Epoch 1 (views 4-7): view 5 times out after its leader's block at 4; that leader is
+    blamed (it led view 5 and was to certify its block) and ranks last in epochs 2, 3, 4."""
+    g, _, tree, el = setup(4)
+    tip = chain(g, tree, el, [1, 2, 3, 4])
+    failed = tip.proposer
+    tip = chain(g, tree, el, [6, 7], start=tip)
+    assert tip.proposer != failed  # the backup took over after one timed-out view
+    for epoch in (2, 3, 4):
+        tip = chain(g, tree, el, range(epoch * E, epoch * E + E), start=tip)
+        assert el.demoted(epoch, tip) == {failed}
+        assert el.order(epoch, tip)[-1] == failed
+        assert tip.proposer != failed
+    assert el.demoted(5, tip) == frozenset()
+    assert el.order(5, tip) == el.ranking(5, tip)
+
+
+def test_demotion_keeps_the_vrf_order_of_everyone_else() -> None:
+    ranking = (3, 1, 0, 2)
+    assert el_order(ranking, {1}) == (3, 0, 2, 1)
+    assert el_order(ranking, {3, 2}) == (1, 0, 3, 2)
+    assert el_order(ranking, frozenset()) == ranking
+
+
+def el_order(ranking, demoted):
+    from lockstep.consensus.election import reputation_order
+
+    return reputation_order(ranking, frozenset(demoted))
+
+
+def test_a_timeout_at_an_epochs_last_view_blames_no_one() -> None:
+    """The block of an epoch's last view is certified by the next epoch's sequencer, so a
+    timeout there does not say whose fault it was: no record."""
+    g, _, tree, el = setup(4)
+    tip = chain(g, tree, el, [1, 2, 3, 4, 5, 6])  # view 7 (epoch 1's last) times out
+    tip = chain(g, tree, el, range(8, 16), start=tip)
+    assert el.demoted(2, tip) == frozenset()
+    assert el.demoted(3, tip) == frozenset()
+
+
+def test_reputation_is_the_same_from_a_restarted_history() -> None:
+    """A replica restarted with only its newest ``election_history_blocks`` committed blocks
+    computes the same demotions and leaders: the records need only the blocks themselves."""
+    from lockstep.consensus.block_tree import election_history_blocks
+
+    g, _, tree, el = setup(4)
+    timed_out = {4 * E + 1, 5 * E + 1}  # in epochs 4 and 5
+    tip = chain(g, tree, el, [v for v in range(1, 6 * E + 3) if v not in timed_out])
+    blamed = {n.proposer for n in tree.walk_down(tip, 0) if n.view + 1 in timed_out}
+    blocks = [n.block for n in tree.walk_down(tip, 0) if n.block is not None][::-1]
+    recent = blocks[-election_history_blocks(E) :]
+    _, _, tree2, el2 = setup(4)
+    first = recent[0]
+    node = tree2.add_root(first, first.block_hash(g.chain_id), {})
+    for b in recent[1:]:
+        node = tree2.insert(b, b.block_hash(g.chain_id), {})
+    assert node.hash == tip.hash
+    for epoch in (6, 7):
+        assert el2.demoted(epoch, node) == el.demoted(epoch, tip)
+        assert el2.order(epoch, node) == el.order(epoch, tip)
+        assert el.demoted(epoch, tip) == blamed
