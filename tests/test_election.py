@@ -112,9 +112,28 @@ def test_leader_rotates_one_rank_per_timed_out_view() -> None:
     assert el.leader(3, b2) == r[0]  # healthy: the sequencer keeps leading
     assert el.leader(4 - 1, b1) == r[1]  # view 2 timed out on b1's chain
     # Next epoch: the count restarts at the epoch's first view.
+    b3 = add(g, tree, el, b2.hash, 3)
+    r1 = el.ranking(1, b3)
+    assert el.leader(4, b3) == r1[0]
+    assert el.leader(6, b3) == r1[2]  # views 4 and 5 timed out
+
+
+def test_after_a_timed_out_last_view_both_its_suspects_rank_last_in_the_next_epoch() -> None:
+    """View 3, epoch 0's last, timed out after its leader's block at view 2: that leader, or
+    the next epoch's sequencer (who was to certify view 3's block), is down. Both rank last
+    in epoch 1, so the first view of epoch 1 is led by someone who is neither; neither is
+    blamed in epoch 2."""
+    g, _, tree, el = setup(4)
+    b2 = chain(g, tree, el, [1, 2])
     r1 = el.ranking(1, b2)
-    assert el.leader(4, b2) == r1[0]
-    assert el.leader(6, b2) == r1[2]  # views 4 and 5 timed out
+    suspects = {b2.proposer, r1[0]}
+    assert el.demoted(1, b2) == suspects
+    first = el.leader(4, b2)
+    assert first not in suspects
+    assert el.order(1, b2)[: 4 - len(suspects)] == tuple(i for i in r1 if i not in suspects)
+    tip = chain(g, tree, el, range(4, 8), start=b2)
+    assert {n.proposer for n in tree.walk_down(tip, 4)} == {first}
+    assert el.demoted(2, tip) == frozenset()
 
 
 def test_tickets_on_chain_decide_the_ranking() -> None:
@@ -236,10 +255,11 @@ def test_a_timeout_at_an_epochs_last_view_blames_no_one() -> None:
     """The block of an epoch's last view is certified by the next epoch's sequencer, so a
     timeout there does not say whose fault it was: no record."""
     g, _, tree, el = setup(4)
-    tip = chain(g, tree, el, [1, 2, 3, 4, 5, 6])  # view 7 (epoch 1's last) times out
-    tip = chain(g, tree, el, range(8, 16), start=tip)
-    assert el.demoted(2, tip) == frozenset()
+    b6 = chain(g, tree, el, [1, 2, 3, 4, 5, 6])  # view 7 (epoch 1's last) times out
+    tip = chain(g, tree, el, range(8, 16), start=b6)
+    assert el.demoted(2, tip) == {b6.proposer, el.ranking(2, b6)[0]}  # suspects, this epoch
     assert el.demoted(3, tip) == frozenset()
+    assert el.demoted(4, tip) == frozenset()
 
 
 def test_reputation_is_the_same_from_a_restarted_history() -> None:
@@ -249,7 +269,7 @@ def test_reputation_is_the_same_from_a_restarted_history() -> None:
 
     g, _, tree, el = setup(4)
     timed_out = {4 * E + 1, 5 * E + 1}  # in epochs 4 and 5
-    tip = chain(g, tree, el, [v for v in range(1, 6 * E + 3) if v not in timed_out])
+    tip = chain(g, tree, el, [v for v in range(1, 7 * E) if v not in timed_out])
     blamed = {n.proposer for n in tree.walk_down(tip, 0) if n.view + 1 in timed_out}
     blocks = [n.block for n in tree.walk_down(tip, 0) if n.block is not None][::-1]
     recent = blocks[-election_history_blocks(E) :]
