@@ -27,7 +27,15 @@ import secrets
 import time
 from collections.abc import Callable
 
-from lockstep.consensus.actions import OrderType, PlaceOrder, Side, TimeInForce
+from lockstep.consensus.actions import (
+    ModifyOrder,
+    OrderType,
+    PlaceOrder,
+    PlaceTrigger,
+    Side,
+    TimeInForce,
+    TriggerKind,
+)
 from lockstep.consensus.genesis import Market
 from lockstep.node.exchange.units import UnitError, price_to_ticks, size_to_lots
 
@@ -43,6 +51,13 @@ ORDER_KINDS: dict[str, tuple[OrderType, TimeInForce]] = {
 """The order kinds a trader names, and the (type, time in force) each is on the wire."""
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+TRIGGER_KINDS = {"stop": TriggerKind.STOP, "take-profit": TriggerKind.TAKE_PROFIT}
+"""A buy stop and a sell take-profit fire when the mark rises to the trigger price; a sell stop
+and a buy take-profit when it falls to it (node/exchange/triggers.py)."""
+TRIGGER_ORDER_KINDS = ("limit", "market")
+"""What a fired trigger becomes: a GTC limit at ``--price``, or a market order bounded by the
+market's ``trigger_slippage_ppm`` from the mark (so it carries no price of its own)."""
 
 
 def new_nonce(now_ms: int | None = None, random_bits: int | None = None) -> int:
@@ -118,4 +133,65 @@ def place_order(
         price=price_to_ticks(market, limit),
         size=size_to_lots(market, size),
         client_id=new_client_id() if client_id is None else client_id,
+    )
+
+
+def place_trigger(
+    market: Market,
+    side: str,
+    trigger: str,
+    kind: str,
+    size: str,
+    trigger_price: str,
+    price: str | None,
+    worst_price: str | None = None,
+    reduce_only: bool = False,
+    client_id: int | None = None,
+) -> PlaceTrigger:
+    """A :class:`PlaceTrigger` from human units (``UnitError`` otherwise): ``trigger`` is
+    ``stop`` or ``take-profit``, ``kind`` what it becomes once fired, ``limit`` (at ``price``)
+    or ``market`` (no price: the chain bounds it by the market's trigger slippage)."""
+    if side not in SIDES:
+        raise UnitError(f"side must be buy or sell, got {side!r}")
+    if trigger not in TRIGGER_KINDS:
+        raise UnitError(f"trigger must be one of {', '.join(TRIGGER_KINDS)}, got {trigger!r}")
+    if kind not in TRIGGER_ORDER_KINDS:
+        raise UnitError(f"a trigger becomes a limit or a market order, not {kind!r}")
+    if worst_price is not None:
+        raise UnitError(
+            "a trigger takes no --worst-price: a market trigger, once fired, trades at most the "
+            f"market's trigger slippage ({market.trigger_slippage_ppm} ppm) from the mark"
+        )
+    if kind == "market":
+        if price is not None:
+            raise UnitError("a market trigger takes no --price (only --trigger-price)")
+        ticks, order_type = 0, OrderType.MARKET
+    else:
+        if price is None:
+            raise UnitError("a limit trigger needs --price, its limit once fired")
+        ticks, order_type = price_to_ticks(market, price), OrderType.LIMIT
+    return PlaceTrigger(
+        market=market.market_id,
+        side=SIDES[side],
+        kind=TRIGGER_KINDS[trigger],
+        order_type=order_type,
+        reduce_only=reduce_only,
+        trigger_price=price_to_ticks(market, trigger_price),
+        price=ticks,
+        size=size_to_lots(market, size),
+        client_id=new_client_id() if client_id is None else client_id,
+    )
+
+
+def modify_order(
+    market: Market, client_id: int, price: str, size: str, post_only: bool = False
+) -> ModifyOrder:
+    """A :class:`ModifyOrder` from human units: ``size`` is the new *remaining* size. The same
+    price with a smaller size keeps the order's place in the queue; anything else re-queues."""
+    return ModifyOrder(
+        market=market.market_id,
+        client_id=client_id,
+        price=price_to_ticks(market, price),
+        size=size_to_lots(market, size),
+        post_only=post_only,
     )

@@ -35,12 +35,17 @@ from typing import Any
 
 from lockstep.consensus import limits
 from lockstep.consensus.actions import (
+    Action,
+    Batch,
     Cancel,
     CancelAll,
     CancelOrder,
+    ModifyOrder,
     Order,
     OrderType,
     PlaceOrder,
+    PlaceTrigger,
+    ScheduleCancel,
     SignedTx,
     Transfer,
     TxBody,
@@ -49,6 +54,7 @@ from lockstep.consensus.actions import (
 from lockstep.consensus.crypto import SEED_BYTES, Signer
 from lockstep.consensus.genesis import Genesis, Market
 from lockstep.node.config import HostPort, NodeConfig, load_config
+from lockstep.node.exchange.mempool_rules import MAX_SCHEDULE_AHEAD_BLOCKS
 from lockstep.node.exchange.units import (
     UnitError,
     amount_to_atoms,
@@ -75,7 +81,15 @@ from .rpc_client import (
     get_status,
     submit,
 )
-from .txbuild import ORDER_KINDS, SIDES, new_nonce, place_order
+from .txbuild import (
+    ORDER_KINDS,
+    SIDES,
+    TRIGGER_KINDS,
+    modify_order,
+    new_nonce,
+    place_order,
+    place_trigger,
+)
 
 PASSPHRASE_ENV = "LOCKSTEP_WALLET_PASSPHRASE"
 WALLET_ENV = "LOCKSTEP_WALLET"
@@ -104,6 +118,17 @@ which node, when --rpc is not given (--rpc URL always wins); the first that appl
   the node's machine), and in 3 and 5 at the host {NETWORK_FIRST_NODE} advertises in the genesis
   (a network directory may be a copy on another machine). --dry-run contacts no node unless
   --rpc is given, so offline signing stays offline.
+"""
+
+TRIGGER_HELP = """\
+rest untriggered until the mark price reaches --trigger-price, then enter as the order
+above (--type limit at --price, or --type market). The two flags go together, with no
+default kind: a wrong one would fire on the opposite move.
+  buy stop, sell take-profit   fire when the mark rises to the trigger price
+  sell stop, buy take-profit   fire when the mark falls to it
+A trigger price the mark has already reached is refused (TRIGGER_WRONG_SIDE). A fired
+market trigger trades within the market's trigger_slippage_ppm of the mark, so it takes
+no --price or --worst-price. `wallet cancel` and `cancel-all` reach triggers too.
 """
 
 
@@ -250,6 +275,9 @@ def _human(body: TxBody, genesis: Genesis) -> dict[str, str]:
     """The body's numbers in human units, for people reading the output."""
     out: dict[str, str] = {}
     for action in body.actions():
+        if isinstance(action, ScheduleCancel):
+            out["cancel_after_height"] = str(action.height) if action.height else "cleared"
+            continue
         m = genesis.market(action.market)
         assert m is not None
         out["market"] = m.symbol
@@ -258,9 +286,25 @@ def _human(body: TxBody, genesis: Genesis) -> dict[str, str]:
             out[limit] = format_price(m, action.price)
             out["size"] = format_size(m, action.size)
             out["notional"] = format_amount(action.price * action.size * m.contract_multiplier)
+        elif isinstance(action, PlaceTrigger):
+            out["trigger_price"] = format_price(m, action.trigger_price)
+            out["price"] = (
+                format_price(m, action.price)
+                if action.order_type == OrderType.LIMIT
+                else f"market, within {action_slippage(m.trigger_slippage_ppm)} of the mark"
+            )
+            out["size"] = format_size(m, action.size)
+        elif isinstance(action, ModifyOrder):
+            out["price"] = format_price(m, action.price)
+            out["remaining_size"] = format_size(m, action.size)
     if isinstance(body, Transfer | Withdraw):
         out["amount"] = format_amount(body.amount)
     return out
+
+
+def action_slippage(ppm: int) -> str:
+    """Parts per million as a percentage for people (``50000`` → ``5%``)."""
+    return f"{ppm / 10_000:g}%"
 
 
 def _emit(
@@ -468,9 +512,35 @@ def cmd_address(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_of(args: argparse.Namespace, signer: Signer, chain: _Chain, action: Action) -> int:
+    """Sign and send one action that only a ``Batch`` body carries (triggers, modify, the
+    dead man's switch)."""
+    body = Batch(**_header(args, signer, chain), batch=(action,))
+    return _sign_and_send(args, body, signer, chain)
+
+
 def cmd_place(args: argparse.Namespace) -> int:
+    if (args.trigger is None) != (args.trigger_price is None):
+        raise CLIError(
+            "a trigger order needs both --trigger-price and --trigger stop|take-profit (which "
+            "way the mark must move to fire it)"
+        )
     signer, chain = _prepare(args)
     m = _market(chain, args.market)
+    if args.trigger is not None:
+        trigger = place_trigger(
+            m,
+            args.side,
+            args.trigger,
+            args.type,
+            args.size,
+            args.trigger_price,
+            args.price,
+            args.worst_price,
+            reduce_only=args.reduce_only,
+            client_id=args.client_id,
+        )
+        return _batch_of(args, signer, chain, trigger)
     place = place_order(
         m,
         args.side,
@@ -482,6 +552,26 @@ def cmd_place(args: argparse.Namespace) -> int:
         client_id=args.client_id,
     )
     return _sign_and_send(args, Order(**_header(args, signer, chain), place=place), signer, chain)
+
+
+def cmd_modify(args: argparse.Namespace) -> int:
+    signer, chain = _prepare(args)
+    m = _market(chain, args.market)
+    action = modify_order(m, args.client_id, args.price, args.size, post_only=args.post_only)
+    return _batch_of(args, signer, chain, action)
+
+
+def cmd_schedule_cancel(args: argparse.Namespace) -> int:
+    signer, chain = _prepare(args)
+    if args.clear:
+        height = 0
+    elif args.height is not None:
+        height = int(args.height)
+    else:
+        if chain.height is None:
+            raise CLIError("--in-blocks needs the node's current height: give --rpc, or --height H")
+        height = chain.height + int(args.in_blocks)
+    return _batch_of(args, signer, chain, ScheduleCancel(height))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -614,7 +704,8 @@ def cmd_balance(args: argparse.Namespace) -> int:
     acct = _account(args)
     with _node_shape(args.rpc, "/v1/accounts"):
         if args.json:
-            _print_json({k: v for k, v in acct.items() if k not in ("positions", "open_orders")})
+            lists = ("positions", "open_orders", "triggers")
+            _print_json({k: v for k, v in acct.items() if k not in lists})
             return 0
         equity, initial = acct["equity"], acct["initial_margin"]
         # What a Transfer or Withdraw may take now, by the executor's rule
@@ -631,9 +722,18 @@ def cmd_balance(args: argparse.Namespace) -> int:
             ("free to withdraw", format_amount(free)),
             ("positions", str(len(acct["positions"]))),
             ("open orders", str(len(acct["open_orders"]))),
+            ("triggers", str(len(acct["triggers"]))),
+            ("scheduled cancel", _switch(acct["cancel_after_height"])),
         ]
     print_rows("Balance (quote currency)", rows)
     return 0
+
+
+def _switch(after: int | None) -> str:
+    """The dead man's switch for people."""
+    if after is None:
+        return "none"
+    return f"every order and trigger, in block {after + 1} (the first above {after})"
 
 
 def cmd_positions(args: argparse.Namespace) -> int:
@@ -663,9 +763,12 @@ def cmd_orders(args: argparse.Namespace) -> int:
     acct = _account(args)
     with _node_shape(args.rpc, "/v1/accounts"):
         if args.json:
-            _print_json({k: acct[k] for k in ("owner", "height", "open_orders")})
+            keys = ("owner", "height", "open_orders", "triggers", "cancel_after_height")
+            _print_json({k: acct[k] for k in keys})
             return 0
         orders = acct["open_orders"]
+        triggers = [_trigger_row(t) for t in acct["triggers"]]
+        switch = _switch(acct["cancel_after_height"])
     # Only lots come with an order, so the market's lot size turns them into a size.
     by_id = {m.market_id: m for m in _markets(args)} if orders else {}
     with _node_shape(args.rpc, "/v1/accounts"):
@@ -689,7 +792,27 @@ def cmd_orders(args: argparse.Namespace) -> int:
         title = f"Open orders of {acct['owner']} at height {acct['height']}"
     columns = ["market", "side", "price", "size", "remaining", "client id", "order id", "height"]
     print_table(title, columns, rows, right=columns[2:], empty="no open orders")
+    columns = ["market", "side", "fires", "trigger price", "then", "size", "client id",
+               "trigger id", "height"]  # fmt: skip
+    title = f"Untriggered orders of {acct['owner']}"
+    print_table(title, columns, triggers, right=columns[5:], empty="no triggers")
+    print_rows("Dead man's switch", [("scheduled cancel", switch)])
     return 0
+
+
+def _trigger_row(t: dict[str, Any]) -> list[str]:
+    """One untriggered order for people: which way the mark must move, and what it becomes."""
+    rising = (t["side"] == "BUY") == (t["kind"] == "STOP")
+    kind = t["kind"].lower().replace("_", "-")
+    fires = f"{kind}: mark {'≥' if rising else '≤'}"
+    then = f"limit {t['price']}" if t["order_type"] == "LIMIT" else "market"
+    side = t["side"] + (" (reduce only)" if t["reduce_only"] else "")
+    if t["attach"] != "NONE":
+        side += f" (TP/SL of {t['attach'].lower()})"
+    if t["dormant"]:
+        then += " (after the parent's first fill)"
+    return [t["symbol"], side, fires, t["trigger_price"], then, t["size"], str(t["client_id"]),
+            str(t["trigger_id"]), str(t["height"])]  # fmt: skip
 
 
 def cmd_book(args: argparse.Namespace) -> int:
@@ -842,11 +965,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _common(address)
     address.set_defaults(func=cmd_address)
 
-    place = talks_to_a_node("place", help="place an order")
+    place = talks_to_a_node("place", help="place an order, or a stop / take-profit trigger")
     _trading(place)
     place.add_argument("--market", required=True, help="symbol (BTC-PERP) or market id")
     place.add_argument("--side", required=True, choices=sorted(SIDES))
-    place.add_argument("--type", default="limit", choices=list(ORDER_KINDS))
+    place.add_argument(
+        "--type",
+        default="limit",
+        choices=list(ORDER_KINDS),
+        help="default %(default)s; a trigger becomes a limit (at --price) or a market order",
+    )
     place.add_argument("--size", required=True, help="in base units, e.g. 0.25")
     place.add_argument("--price", help="limit price in quote per base unit, e.g. 60123.5")
     place.add_argument("--worst-price", help="market orders: the worst price to trade at")
@@ -854,7 +982,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     place.add_argument(
         "--client-id", type=_u64, help="order id for cancels (default: random 63-bit)"
     )
+    triggers = place.add_argument_group("triggers", TRIGGER_HELP)
+    triggers.add_argument("--trigger-price", metavar="P", help="mark price that fires it")
+    triggers.add_argument("--trigger", choices=list(TRIGGER_KINDS), help="stop or take-profit")
     place.set_defaults(func=_with_node(cmd_place))
+
+    modify = talks_to_a_node(
+        "modify", help="change an open order's price and remaining size in one action"
+    )
+    _trading(modify)
+    modify.add_argument("--market", required=True, help="symbol (BTC-PERP) or market id")
+    modify.add_argument("--client-id", type=_u64, required=True, help="the order to change")
+    modify.add_argument("--price", required=True, help="new limit price")
+    modify.add_argument(
+        "--size",
+        required=True,
+        help="new remaining size; the same price and a smaller size keep the order's place in "
+        "the queue, anything else re-queues it as a new GTC order (it may trade)",
+    )
+    modify.add_argument(
+        "--post-only",
+        action="store_true",
+        help="if re-queued, refuse (keeping the original) rather than cross the book",
+    )
+    modify.set_defaults(func=_with_node(cmd_modify))
+
+    schedule = talks_to_a_node(
+        "schedule-cancel",
+        help="dead man's switch: cancel every open order and trigger after a height",
+    )
+    _trading(schedule)
+    when = schedule.add_mutually_exclusive_group(required=True)
+    when.add_argument(
+        "--height",
+        type=_u64,
+        metavar="H",
+        help="cancel in the first block above H (H at least the next block's height, at most "
+        f"{MAX_SCHEDULE_AHEAD_BLOCKS:,} above it); a new schedule replaces the old",
+    )
+    when.add_argument(
+        "--in-blocks",
+        type=_bounded("--in-blocks", MAX_SCHEDULE_AHEAD_BLOCKS),
+        metavar="N",
+        help="H = the node's current height + N (allow the blocks it takes to be included)",
+    )
+    when.add_argument("--clear", action="store_true", help="remove the switch")
+    schedule.set_defaults(func=_with_node(cmd_schedule_cancel))
 
     cancel = talks_to_a_node("cancel", help="cancel one open order by its client id")
     _trading(cancel)
@@ -893,7 +1066,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _reading(positions, account=True)
     positions.set_defaults(func=_with_node(cmd_positions))
 
-    orders = talks_to_a_node("orders", help="an account's open orders")
+    orders = talks_to_a_node(
+        "orders", help="an account's open orders, untriggered orders and dead man's switch"
+    )
     _reading(orders, account=True, markets=True)
     orders.set_defaults(func=_with_node(cmd_orders))
 

@@ -32,13 +32,14 @@ from . import views
 from .block_store import BlockStore, StoredBlock
 from .chain_app import ChainApp
 from .context import NodeContext, drain
+from .exchange.events import OrderEvent
 from .exchange.executor import BlockResult, Exchange
 from .exchange.mempool_rules import Reason
 from .mempool import Mempool
 from .mempool_journal import MempoolJournal
 from .metrics import NodeMetrics
 from .pending_store import PendingBlockStore
-from .streams import StreamHub
+from .streams import STREAM_NAME, StreamError, StreamHub, Subscriber
 from .worker import SqliteWorker
 
 RECENT_RESULTS = 20_000
@@ -54,6 +55,10 @@ RECENT_BLOCKS = 64
 ``/v1/blocks`` read the newest blocks, which then cost no decode or re-encode."""
 COMMIT_BURST_BLOCKS = 256
 """Committed blocks stored with one disk flush, at most (a catch-up commits them in bursts)."""
+SNAPSHOT_READS = 20
+"""Reads of an ``orders:`` snapshot before the subscription is refused: a read is retried only
+when it lands between a block's application and its publication (microseconds of each block
+interval), so a second read almost always counts."""
 APPLY_CHUNK_TXS = 1_000
 """Transactions applied per worker trip at most, in whole blocks (~40 ms): results of the first
 block of a run wait for the whole run, so it stays short."""
@@ -243,6 +248,7 @@ class Committer:
         for name, snap in snapshots.items():
             if name.startswith("book:"):
                 self.hub.publish(name, snap)
+        self._publish_orders(block.height, result)
 
     # ------------------------------------------------------------------ results
 
@@ -309,6 +315,41 @@ class Committer:
         return {
             f"book:{mid}": views.book_json(ex, market_by_id[mid], 50) for mid in sorted(touched)
         }
+
+    def _publish_orders(self, height: int, result: BlockResult) -> None:
+        """Each order event of the block on its owner's ``orders:`` stream, if anyone listens
+        (a later subscriber starts from a snapshot read off the ledger)."""
+        hub = self.hub
+        market_by_id = self.ctx.market_by_id
+        for e in result.events:
+            if type(e) is OrderEvent:
+                name = f"orders:{e.owner.hex()}"
+                if hub.wants(name):
+                    hub.publish(name, views.order_event_json(e, market_by_id[e.market], height))
+
+    async def subscribe(self, stream: str) -> Subscriber:
+        """A subscription whose snapshot reflects exactly the events numbered up to its ``seq``.
+
+        The hub snapshots most streams from memory. An ``orders:`` snapshot is the account's
+        orders read off the ledger on the worker, which may have applied a block whose events
+        are not published yet; such a read would be followed by those events again, so it is
+        taken only when its height is the published one, and read again otherwise.
+        """
+        if not (stream.startswith("orders:") and STREAM_NAME.match(stream)):
+            return self.hub.subscribe(stream)
+        owner = bytes.fromhex(stream.removeprefix("orders:"))
+        ex, markets = self.exchange, self.ctx.market_by_id
+
+        def read() -> tuple[int, dict[str, Any]]:
+            return ex.height, {"height": ex.height, **views.orders_json(ex, markets, owner)}
+
+        for _ in range(SNAPSHOT_READS):
+            height, doc = await self.worker.run(read)
+            if height == self.applied_height:
+                break  # and no checkpoint from here to the subscription
+        else:
+            raise StreamError(f"no consistent snapshot of {stream} in {SNAPSHOT_READS} reads")
+        return self.hub.subscribe(stream, lambda: doc)
 
     def _snapshot(self, stream: str) -> Any:
         if stream == "blocks":

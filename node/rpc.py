@@ -35,7 +35,7 @@ from starlette.schemas import SchemaGenerator
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .streams import MAX_SUBSCRIPTIONS_PER_CONNECTION, StreamError, StreamHub
+from .streams import MAX_SUBSCRIPTIONS_PER_CONNECTION, StreamError, StreamHub, Subscriber
 
 log = structlog.get_logger("lockstep.rpc")
 
@@ -68,6 +68,7 @@ class NodeApi(Protocol):
 
     hub: StreamHub
 
+    async def subscribe(self, stream: str) -> Subscriber: ...
     async def submit(self, raw: bytes) -> Admission: ...
     async def submit_many(self, raws: list[bytes]) -> list[Admission]: ...
     async def wait_committed(self, tx_id: bytes, timeout_s: float) -> dict[str, Any] | None: ...
@@ -416,7 +417,7 @@ def build_rpc_app(node: NodeApi, limits: RpcLimits | None = None) -> ASGIApp:
                         if stream in subs:
                             node.hub.unsubscribe(subs.pop(stream))
                         try:
-                            sub = node.hub.subscribe(stream)
+                            sub = await node.subscribe(stream)
                         except StreamError as e:
                             await ws.send_json({"error": "UNKNOWN_STREAM", "message": str(e)})
                             continue

@@ -53,7 +53,7 @@ from .mempool import Mempool
 from .metrics import NodeMetrics
 from .rpc import Admission, RpcLimits, build_rpc_app
 from .safety_store import SafetyStore
-from .streams import StreamHub
+from .streams import StreamHub, Subscriber
 from .worker import SqliteWorker
 
 SYNC_FRAME_BYTES = limits.MAX_MESSAGE_BYTES - 64 * 1024
@@ -125,6 +125,9 @@ class Serving:
         self.driver.send_raw(peer, "BlockResponse", block_response_bytes(req.block_hash, raws))
 
     # ================================================================== RPC (NodeApi)
+
+    async def subscribe(self, stream: str) -> Subscriber:
+        return await self.committer.subscribe(stream)
 
     async def submit(self, raw: bytes) -> Admission:
         return await self.admission.submit(raw)

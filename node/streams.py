@@ -1,12 +1,12 @@
 """Event streams for WebSocket subscribers: sequence numbers, snapshots, no silent gaps.
 
 Theory of operation: each stream (``blocks``, ``book:<market>``, ``trades:<market>``,
-``fills:<account hex>``) has a sequence number that increases by one per published event.
-A subscriber first receives a *snapshot* carrying the sequence number it reflects, then every
-later event in order. Each subscriber has a bounded queue; a subscriber too slow to keep up is
-not skipped ahead silently — it is closed with the reason ``slow_consumer``, and a client that
-resubscribes gets a fresh snapshot. So a client either sees every event after its snapshot or
-learns that it must resynchronise: it can never miss one unknowingly.
+``fills:<account hex>``, ``orders:<account hex>``) has a sequence number that increases by one
+per published event. A subscriber first receives a *snapshot* carrying the sequence number it
+reflects, then every later event in order. Each subscriber has a bounded queue; a subscriber too
+slow to keep up is not skipped ahead silently — it is closed with the reason ``slow_consumer``,
+and a client that resubscribes gets a fresh snapshot. So a client either sees every event after
+its snapshot or learns that it must resynchronise: it can never miss one unknowingly.
 
 Publishing never blocks the node: ``publish`` is synchronous and only appends to queues.
 """
@@ -25,7 +25,9 @@ SUBSCRIBER_QUEUE_EVENTS = 1_024
 
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 32
 
-STREAM_NAME = re.compile(r"^(blocks|book:\d{1,5}|trades:\d{1,5}|fills:[0-9a-f]{64})$")
+STREAM_NAME = re.compile(
+    r"^(blocks|book:\d{1,5}|trades:\d{1,5}|fills:[0-9a-f]{64}|orders:[0-9a-f]{64})$"
+)
 
 
 class StreamError(ValueError):
@@ -65,18 +67,25 @@ class StreamHub:
         s = self._streams.get(stream)
         return s.seq if s else 0
 
-    def subscribe(self, stream: str) -> Subscriber:
-        """Register a subscriber; its first queued message is the snapshot."""
+    def subscribe(self, stream: str, snapshot: Callable[[], Any] | None = None) -> Subscriber:
+        """Register a subscriber; its first queued message is the snapshot: ``snapshot()`` if
+        given (a caller that read the state itself, at this stream's current sequence number),
+        else the hub's snapshotter's."""
         if not STREAM_NAME.match(stream):
             raise StreamError(
-                f"unknown stream {stream!r}: use blocks, book:<market>, trades:<market> "
-                "or fills:<account hex>"
+                f"unknown stream {stream!r}: use blocks, book:<market>, trades:<market>, "
+                "fills:<account hex> or orders:<account hex>"
             )
         s = self._streams.setdefault(stream, _Stream())
         send, receive = trio.open_memory_channel[dict[str, Any]](SUBSCRIBER_QUEUE_EVENTS + 1)
         sub = Subscriber(stream, send, receive)
         send.send_nowait(
-            {"stream": stream, "seq": s.seq, "type": "snapshot", "data": self._snapshot(stream)}
+            {
+                "stream": stream,
+                "seq": s.seq,
+                "type": "snapshot",
+                "data": self._snapshot(stream) if snapshot is None else snapshot(),
+            }
         )
         s.subscribers.append(sub)
         return sub

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from lockstep.consensus.actions import OrderType
 from lockstep.consensus.genesis import Genesis, Market
 
+from .exchange.events import OrderEvent
 from .exchange.executor import Exchange, TxOutcome
 from .exchange.ledger import Trade
 from .exchange.mempool_rules import Reason
+from .exchange.triggers import Trigger
 from .exchange.units import format_amount, format_price, format_size
 
 
@@ -30,6 +33,7 @@ def market_json(m: Market, ex: Exchange) -> dict[str, Any]:
         "maker_fee_ppm": m.maker_fee_ppm,
         "taker_fee_ppm": m.taker_fee_ppm,
         "funding_interval_ms": m.funding_interval_ms,
+        "trigger_slippage_ppm": m.trigger_slippage_ppm,
         "index_ticks": state.index,
         "index": format_price(m, state.index),
         "mark_ticks": state.mark,
@@ -105,6 +109,22 @@ def account_json(ex: Exchange, genesis: Genesis, owner: bytes) -> dict[str, Any]
                 "funding_paid": funding,
             }
         )
+    return {
+        "owner": owner.hex(),
+        "height": ex.height,
+        "collateral": view.collateral,
+        "collateral_usd": format_amount(view.collateral),
+        "equity": view.equity,
+        "initial_margin": view.initial_requirement,
+        "maintenance_margin": view.maintenance_requirement,
+        "positions": positions,
+        **orders_json(ex, markets, owner),
+    }
+
+
+def orders_json(ex: Exchange, markets: dict[int, Market], owner: bytes) -> dict[str, Any]:
+    """What an account has working: resting orders, untriggered triggers and its dead man's
+    switch. Part of the account view, and the snapshot of its ``orders:`` stream."""
     orders = []
     for o in ex.open_orders(owner):
         m = markets[o.market]
@@ -124,15 +144,49 @@ def account_json(ex: Exchange, genesis: Genesis, owner: bytes) -> dict[str, Any]
             }
         )
     return {
-        "owner": owner.hex(),
-        "height": ex.height,
-        "collateral": view.collateral,
-        "collateral_usd": format_amount(view.collateral),
-        "equity": view.equity,
-        "initial_margin": view.initial_requirement,
-        "maintenance_margin": view.maintenance_requirement,
-        "positions": positions,
         "open_orders": orders,
+        "triggers": [trigger_json(t, markets[t.market]) for t in ex.open_triggers(owner)],
+        "cancel_after_height": ex.cancel_after_height(owner),
+    }
+
+
+def trigger_json(t: Trigger, m: Market) -> dict[str, Any]:
+    """An untriggered order. A market trigger has no limit price (``price`` null, ticks 0);
+    a TP/SL of a position may have size 0, the whole position when it fires."""
+    return {
+        "trigger_id": t.trigger_id,
+        "market": t.market,
+        "symbol": m.symbol,
+        "client_id": t.client_id,
+        "side": t.side.name,
+        "kind": t.kind.name,
+        "order_type": t.order_type.name,
+        "trigger_price_ticks": t.trigger_price,
+        "trigger_price": format_price(m, t.trigger_price),
+        "price_ticks": t.price,
+        "price": format_price(m, t.price) if t.order_type == OrderType.LIMIT else None,
+        "size_lots": t.size,
+        "size": format_size(m, t.size),
+        "reduce_only": t.reduce_only,
+        "attach": t.attach.name,
+        "dormant": t.parent_order_id != 0,
+        "height": t.height,
+    }
+
+
+def order_event_json(e: OrderEvent, m: Market, height: int) -> dict[str, Any]:
+    """One change to an account's orders or triggers, as its ``orders:`` stream carries it.
+    ``order_id`` is the trigger id for the trigger kinds, and 0 for a TP/SL dropped before it
+    was placed; ``reason`` says why a ``cancelled`` went (``OK`` for the other kinds)."""
+    return {
+        "height": height,
+        "kind": e.kind,
+        "order_id": e.order_id,
+        "market": e.market,
+        "symbol": m.symbol,
+        "client_id": e.client_id,
+        "reason": Reason(e.reason).name,
+        "code": int(e.reason),
     }
 
 

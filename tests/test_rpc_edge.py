@@ -6,11 +6,12 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from lockstep.node.rpc import Admission, RpcLimits, build_rpc_app
-from lockstep.node.streams import SUBSCRIBER_QUEUE_EVENTS, StreamHub
+from lockstep.node.streams import SUBSCRIBER_QUEUE_EVENTS, StreamError, StreamHub, Subscriber
 from starlette.testclient import TestClient
 
 from .wsclient import WsClient
@@ -22,6 +23,9 @@ class FixedAnswers:
     def __init__(self) -> None:
         self.hub = StreamHub(lambda stream: {"snapshot_of": stream})
         self.submitted: list[bytes] = []
+
+    async def subscribe(self, stream: str) -> Subscriber:
+        return self.hub.subscribe(stream)
 
     async def submit(self, raw: bytes) -> Admission:
         self.submitted.append(raw)
@@ -150,6 +154,17 @@ async def test_websocket_snapshot_then_sequenced_updates() -> None:
         assert (await ws.receive_json())["error"] == "UNKNOWN_STREAM"
         await ws.aclose()
         nursery.cancel_scope.cancel()
+
+
+def test_stream_names_by_form() -> None:
+    hub = StreamHub(lambda s: None)
+    for name in ("orders:" + "ab" * 32, "fills:" + "0" * 64, "book:12", "trades:0", "blocks"):
+        assert hub.subscribe(name).stream == name
+    for name in ("orders:" + "AB" * 32, "orders:abc", "orders:", "order:" + "ab" * 32):
+        with pytest.raises(StreamError, match="orders:<account hex>"):
+            hub.subscribe(name)
+    given = hub.subscribe("orders:" + "cd" * 32, lambda: {"open_orders": []})
+    assert given.receive.receive_nowait()["data"] == {"open_orders": []}
 
 
 def test_slow_consumer_is_told_not_skipped() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import stat
 import subprocess
 import sys
@@ -28,16 +29,21 @@ from lockstep.cli.main import main as cli_main
 from lockstep.cli.rpc_client import DEFAULT_RPC_URL, RPCError, get_json, get_status, submit
 from lockstep.cli.wallet import choose_node
 from lockstep.consensus.actions import (
+    Batch,
     Cancel,
     CancelAll,
     CancelOrder,
+    ModifyOrder,
     Order,
     OrderType,
     PlaceOrder,
+    PlaceTrigger,
+    ScheduleCancel,
     Side,
     SignedTx,
     TimeInForce,
     Transfer,
+    TriggerKind,
     Withdraw,
     decode_and_verify_tx,
     decode_tx,
@@ -48,12 +54,14 @@ from lockstep.consensus.genesis import Genesis
 from lockstep.node.config import DEFAULT_RPC_PORT, NodeConfig
 from lockstep.node.genesis_file import genesis_to_toml
 from lockstep.node.home import init_home
-from lockstep.node.keys import save_wallet
+from lockstep.node.keys import save_wallet, wallet_public_key
 from lockstep.node.rpc import Admission, build_rpc_app
-from lockstep.node.streams import StreamHub
+from lockstep.node.streams import StreamHub, Subscriber
 from lockstep.testnet.generate import generate_network
 
 from tests.conftest import make_genesis, seed_of
+from tests.localnet import local_network, one_network_at_a_time, wait_for
+from tests.wsclient import WsClient
 
 PASSPHRASE_ENV = "LOCKSTEP_WALLET_PASSPHRASE"
 TRADER = Signer(seed_of("cli-trader"))
@@ -193,6 +201,142 @@ def test_cancel_cancel_all_transfer_exact(chain: tuple[Genesis, Path], wallet: P
     assert doc["human"] == {"amount": "100.500000"}
 
 
+def signing(wallet: Path, gpath: Path, nonce: int = 6, expiry: int = 40) -> list[str]:
+    """The flags of an offline, reproducible signature: wallet, chain, nonce, expiry."""
+    return ["--file", str(wallet), "--genesis", str(gpath), "--nonce", str(nonce),
+            "--expiry-height", str(expiry), "--dry-run"]  # fmt: skip
+
+
+def test_place_trigger_exact(chain: tuple[Genesis, Path], wallet: Path, cli: Cli) -> None:
+    genesis, gpath = chain
+    doc = call_json(
+        cli, "wallet", "place", *signing(wallet, gpath), "--market", "BTC-PERP", "--side", "sell",
+        "--size", "0.25", "--price", "58900.5", "--trigger-price", "59000", "--trigger", "stop",
+        "--reduce-only", "--client-id", "11",
+    )  # fmt: skip
+    stop = PlaceTrigger(0, Side.SELL, TriggerKind.STOP, OrderType.LIMIT, True, 590_000, 589_005,
+                        250, 11)  # fmt: skip
+    tx = Batch(TRADER.public_key, 6, 40, (stop,)).sign(TRADER, genesis.chain_id)
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == expected(tx, genesis)
+    assert doc["tx"]["body"]["type"] == "Batch"
+    assert doc["tx"]["body"]["batch"] == [
+        {
+            "type": "PlaceTrigger",
+            "market": 0,
+            "side": "SELL",
+            "kind": "STOP",
+            "order_type": "LIMIT",
+            "reduce_only": True,
+            "trigger_price": 590_000,
+            "price": 589_005,
+            "size": 250,
+            "client_id": 11,
+            "attach": "NONE",
+            "parent_client_id": 0,
+        }
+    ]
+    assert doc["human"] == {
+        "market": "BTC-PERP",
+        "trigger_price": "59000.0",
+        "price": "58900.5",
+        "size": "0.250",
+    }
+
+    doc = call_json(
+        cli, "wallet", "place", *signing(wallet, gpath), "--market", "1", "--side", "buy",
+        "--type", "market", "--size", "2", "--trigger-price", "2500", "--trigger", "take-profit",
+        "--client-id", "12",
+    )  # fmt: skip
+    tp = PlaceTrigger(1, Side.BUY, TriggerKind.TAKE_PROFIT, OrderType.MARKET, False, 250_000, 0,
+                      200, 12)  # fmt: skip
+    tx = Batch(TRADER.public_key, 6, 40, (tp,)).sign(TRADER, genesis.chain_id)
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == expected(tx, genesis)
+    assert doc["human"]["price"] == "market, within 5% of the mark"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--price", "1", "--trigger-price", "2"], "needs both --trigger-price and --trigger"),
+        (["--price", "1", "--trigger", "stop"], "needs both --trigger-price and --trigger"),
+        (["--type", "ioc", "--price", "1", "--trigger-price", "2", "--trigger", "stop"],
+         "a trigger becomes a limit or a market order, not 'ioc'"),
+        (["--type", "market", "--worst-price", "1", "--trigger-price", "2", "--trigger", "stop"],
+         "a trigger takes no --worst-price"),
+        (["--type", "market", "--price", "1", "--trigger-price", "2", "--trigger", "stop"],
+         "a market trigger takes no --price"),
+        (["--trigger-price", "2", "--trigger", "stop"], "a limit trigger needs --price"),
+    ],
+)  # fmt: skip
+def test_bad_triggers_refused(
+    chain: tuple[Genesis, Path], wallet: Path, cli: Cli, args: list[str], message: str
+) -> None:
+    code, out, err = cli(
+        "wallet", "place", *signing(wallet, chain[1]), "--market", "0", "--side", "buy",
+        "--size", "1", *args,
+    )  # fmt: skip
+    assert (code, out) == (1, "") and message in err
+
+
+def test_modify_and_schedule_cancel_exact(
+    chain: tuple[Genesis, Path], wallet: Path, cli: Cli
+) -> None:
+    genesis, gpath = chain
+
+    def signed(*actions: Any) -> dict[str, Any]:
+        return expected(Batch(TRADER.public_key, 6, 40, actions).sign(TRADER, genesis.chain_id),
+                        genesis)  # fmt: skip
+
+    doc = call_json(
+        cli, "wallet", "modify", *signing(wallet, gpath), "--market", "BTC-PERP",
+        "--client-id", "42", "--price", "60100.1", "--size", "0.5", "--post-only",
+    )  # fmt: skip
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == signed(
+        ModifyOrder(0, 42, 601_001, 500, True)
+    )
+    assert doc["tx"]["body"]["batch"][0] == {
+        "type": "ModifyOrder",
+        "market": 0,
+        "client_id": 42,
+        "price": 601_001,
+        "size": 500,
+        "post_only": True,
+    }
+    assert doc["human"] == {"market": "BTC-PERP", "price": "60100.1", "remaining_size": "0.500"}
+
+    schedule = ["wallet", "schedule-cancel", *signing(wallet, gpath)]
+    doc = call_json(cli, *schedule, "--height", "2000")
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == signed(ScheduleCancel(2000))
+    assert doc["tx"]["body"]["batch"] == [{"type": "ScheduleCancel", "height": 2000}]
+    assert doc["human"] == {"cancel_after_height": "2000"}
+    doc = call_json(cli, *schedule, "--clear")
+    assert {k: doc[k] for k in ("tx_id", "tx_hex")} == signed(ScheduleCancel(0))
+    assert doc["human"] == {"cancel_after_height": "cleared"}
+
+    code, out, err = cli(*schedule, "--in-blocks", "30")
+    assert (code, out) == (1, "") and "--in-blocks needs the node's current height" in err
+    code, _, err = cli(*schedule, "--height", "5", "--clear")
+    assert code == 2 and "not allowed with argument" in err
+    code, _, err = cli(*schedule, "--in-blocks", "0")
+    assert code == 2 and "--in-blocks must be in 1..1000000" in err
+
+
+def test_new_actions_submitted(
+    chain: tuple[Genesis, Path], wallet: Path, node: Served, cli: Cli
+) -> None:
+    """Against a node the height comes from it: --in-blocks counts from it, as --expires-in."""
+    own = ["--file", str(wallet), "--genesis", str(chain[1]), "--rpc", node.url]
+    doc = call_json(cli, "wallet", "schedule-cancel", *own, "--in-blocks", "30", "--wait")
+    assert doc["submitted"]["status"] == "committed"
+    body = decode_tx(node.answers.submitted[-1]).body
+    assert body.actions() == (ScheduleCancel(1234 + 30),) and body.expiry_height == 1234 + 100
+    doc = call_json(
+        cli, "wallet", "modify", *own, "--market", "0", "--client-id", "1", "--price", "1",
+        "--size", "0.001",
+    )  # fmt: skip
+    assert doc["submitted"] == {"tx_id": doc["tx_id"], "status": "accepted"}
+
+
 def test_genesis_from_home(tmp_path: Path, chain: tuple[Genesis, Path], wallet: Path) -> None:
     genesis, gpath = chain
     init_home(tmp_path / "home", gpath, "n0")
@@ -329,6 +473,28 @@ ACCOUNT = {
             "height": 1230,
         }
     ],
+    "triggers": [
+        {
+            "trigger_id": 95,
+            "market": 0,
+            "symbol": "BTC-PERP",
+            "client_id": 43,
+            "side": "BUY",
+            "kind": "STOP",
+            "order_type": "LIMIT",
+            "trigger_price_ticks": 610_000,
+            "trigger_price": "61000.0",
+            "price_ticks": 610_100,
+            "price": "61010.0",
+            "size_lots": 250,
+            "size": "0.250",
+            "reduce_only": True,
+            "attach": "NONE",
+            "dormant": False,
+            "height": 1231,
+        }
+    ],
+    "cancel_after_height": 1300,
 }
 """An account as node/views.py ``account_json`` shapes it (checked by test_answers_match_views)."""
 
@@ -376,6 +542,9 @@ class ChainAnswers:
         self.submitted: list[bytes] = []
         self.accounts: dict[bytes, dict[str, Any]] = {TRADER.public_key: ACCOUNT}
         self.asked: list[tuple[str, int, int]] = []
+
+    async def subscribe(self, stream: str) -> Subscriber:
+        return self.hub.subscribe(stream)
 
     async def submit(self, raw: bytes) -> Admission:
         try:
@@ -615,7 +784,8 @@ def test_withdraw_submitted(
 
 def test_balance_positions_orders_json(wallet: Path, node: Served, cli: Cli) -> None:
     own = ["--file", str(wallet), "--rpc", node.url]
-    scalars = {k: v for k, v in ACCOUNT.items() if k not in ("positions", "open_orders")}
+    lists = ("positions", "open_orders", "triggers")
+    scalars = {k: v for k, v in ACCOUNT.items() if k not in lists}
     assert call_json(cli, "wallet", "balance", *own) == scalars
     assert call_json(cli, "wallet", "positions", *own) == {
         "owner": OWNER_HEX,
@@ -626,6 +796,8 @@ def test_balance_positions_orders_json(wallet: Path, node: Served, cli: Cli) -> 
         "owner": OWNER_HEX,
         "height": 1234,
         "open_orders": ACCOUNT["open_orders"],
+        "triggers": ACCOUNT["triggers"],
+        "cancel_after_height": 1300,
     }
     # --account reads anyone's account, no wallet file needed.
     by_key = ["--account", OWNER_HEX, "--rpc", node.url, "--file", "/nonexistent"]
@@ -642,6 +814,7 @@ def test_balance_positions_orders_tables(
         assert text in out
     # free = min(collateral, equity - initial margin) = 1000012.5 - 751
     assert "free to withdraw" in out and "999261.500000" in out
+    assert "in block 1301 (the first above 1300)" in out
 
     code, out, err = cli("wallet", "positions", *own)
     assert (code, err) == (0, "")
@@ -654,10 +827,15 @@ def test_balance_positions_orders_tables(
         assert (code, err) == (0, "")
         for text in ("ETH-PERP", "SELL (reduce only)", "3010.00", "1.50", "1.00", "42", "91"):
             assert text in out
+        for text in ("stop: mark ≥", "61000.0", "limit 61010.0", "0.250", "43", "95", "1301"):
+            assert text in out
 
-    node.answers.accounts[TRADER.public_key] = {**ACCOUNT, "positions": [], "open_orders": []}
+    empty = {"positions": [], "open_orders": [], "triggers": [], "cancel_after_height": None}
+    node.answers.accounts[TRADER.public_key] = {**ACCOUNT, **empty}
     assert "no open positions" in cli("wallet", "positions", *own)[1]
-    assert "no open orders" in cli("wallet", "orders", *own)[1]
+    out = cli("wallet", "orders", *own)[1]
+    assert "no open orders" in out and "no triggers" in out
+    assert re.search(r"scheduled cancel\s*│\s*none", out), out
 
 
 def test_book_and_trades(chain: tuple[Genesis, Path], node: Served, cli: Cli) -> None:
@@ -837,6 +1015,8 @@ def test_answers_match_views(
         place = PlaceOrder(market, side, OrderType.LIMIT, tif, False, price, size, nonce)
         return Order(s.public_key, nonce, 10, place).sign(s, genesis.chain_id)
 
+    stop = PlaceTrigger(0, Side.BUY, TriggerKind.STOP, OrderType.LIMIT, True, 610_000, 610_100,
+                        250, 5)  # fmt: skip
     ex.apply_block(
         1,
         genesis.genesis_time_ms + 100,
@@ -845,6 +1025,9 @@ def test_answers_match_views(
             order(maker, 2, Side.BUY, 1, 290_000, 150),
             order(taker, 3, Side.BUY, 0, 601_235, 250),
             order(taker, 4, Side.BUY, 0, 600_000, 100),
+            Batch(maker.public_key, 5, 10, (stop, ScheduleCancel(1_300))).sign(
+                maker, genesis.chain_id
+            ),
         ],
     )
     btc = genesis.markets[0]
@@ -852,12 +1035,124 @@ def test_answers_match_views(
     book = views.book_json(ex, btc, 20)
     trades = views.trades_json(ex, btc, 10)
     assert shape(account) == shape(ACCOUNT)
+    assert account["cancel_after_height"] == 1_300
+    assert views.trigger_json(ex.open_triggers(maker.public_key)[0], btc) == {
+        **ACCOUNT["triggers"][0],
+        "trigger_id": 4,
+        "client_id": 5,
+        "height": 1,
+    }
     assert shape(book) == shape(BOOK)
     assert shape(trades) == [shape(TRADE)]
 
     node.answers.accounts[maker.public_key] = account
     read = ["--account", maker.public_key.hex(), "--rpc", node.url]
-    checks = [("balance", account["collateral_usd"]), ("positions", "-0.250"), ("orders", "1.50")]
+    checks = [("balance", account["collateral_usd"]), ("positions", "-0.250"), ("orders", "1.50"),
+              ("orders", "limit 61010.0")]  # fmt: skip
     for command, text in checks:
         code, out, err = cli("wallet", command, *read)
         assert (code, err) == (0, "") and text in out
+
+
+# --------------------------------------------------------------------------- against a real node
+
+
+async def test_triggers_modify_and_switch_on_a_node(tmp_path: Path) -> None:
+    """The new commands against a real node process: a stop rests in the account, a modify
+    re-prices an order, the dead man's switch empties the account when its height passes, a
+    stop on the side the mark already reached is refused by name, and the account's
+    ``orders:`` stream tells each step after its snapshot, numbered without a gap."""
+    with one_network_at_a_time(), local_network(tmp_path / "net", n_nodes=1, traders=1) as net:
+        node = net.nodes[0]
+        wallet_file = tmp_path / "net" / "wallets" / "trader0.json"
+        owner = wallet_public_key(wallet_file).hex()
+        own = ["--file", str(wallet_file), "--genesis", str(tmp_path / "net" / "genesis.toml")]
+        btc = ["--market", "BTC-PERP"]
+
+        def wallet(*argv: str) -> Any:
+            return trio.to_thread.run_sync(partial(run_json, "wallet", *argv))
+
+        def account_now() -> dict[str, Any]:
+            return get_json(node.rpc_url, f"/v1/accounts/{owner}")
+
+        await trio.to_thread.run_sync(
+            partial(wait_for, lambda: get_status(node.rpc_url)["height"] >= 1, 30, "a block")
+        )
+        host, port = node.rpc_url.removeprefix("http://").rsplit(":", 1)
+        ws = await WsClient.connect(host, int(port), "/v1/ws")
+        await ws.send_json({"op": "subscribe", "stream": f"orders:{owner}"})
+        with trio.fail_after(10):
+            snap = await ws.receive_json()
+        assert (snap["type"], snap["seq"]) == ("snapshot", 0)
+        assert {k: snap["data"][k] for k in ("open_orders", "triggers", "cancel_after_height")} == {
+            "open_orders": [],
+            "triggers": [],
+            "cancel_after_height": None,
+        }
+        seen: list[dict[str, Any]] = []
+
+        async def events(n: int) -> list[tuple[str, int, str]]:
+            with trio.fail_after(20):
+                while len(seen) < n:
+                    seen.append(await ws.receive_json())
+            assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+            return [(e["data"]["kind"], e["data"]["client_id"], e["data"]["reason"]) for e in seen]
+
+        # A buy stop above the mark (60000 at genesis) rests untriggered.
+        doc = await wallet(
+            "place", *own, *btc, "--side", "buy", "--size", "0.01", "--price", "65010",
+            "--trigger-price", "65000", "--trigger", "stop", "--client-id", "7", "--wait",
+        )  # fmt: skip
+        assert doc["submitted"]["result"]["reason"] == "OK", doc["submitted"]
+        listed = await wallet("orders", "--file", str(wallet_file))
+        (stop,) = listed["triggers"]
+        assert {k: stop[k] for k in ("client_id", "kind", "side", "trigger_price", "price")} == {
+            "client_id": 7,
+            "kind": "STOP",
+            "side": "BUY",
+            "trigger_price": "65000.0",
+            "price": "65010.0",
+        }
+        assert await events(1) == [("trigger_placed", 7, "OK")]
+
+        # A resting bid, re-priced: it leaves the book (MODIFIED) and re-enters at the new price.
+        await wallet("place", *own, *btc, "--side", "buy", "--size", "0.01", "--price", "59000",
+                     "--client-id", "8", "--wait")  # fmt: skip
+        doc = await wallet("modify", *own, *btc, "--client-id", "8", "--price", "59100",
+                           "--size", "0.02", "--wait")  # fmt: skip
+        assert doc["submitted"]["result"]["reason"] == "OK", doc["submitted"]
+        (order,) = (await trio.to_thread.run_sync(account_now))["open_orders"]
+        assert (order["client_id"], order["price"], order["remaining_lots"]) == (8, "59100.0", 20)
+        assert (await events(4))[1:] == [
+            ("placed", 8, "OK"),
+            ("cancelled", 8, "MODIFIED"),
+            ("placed", 8, "OK"),
+        ]
+
+        # A sell stop at 65000 would fire at once (the mark is below it): refused at the door.
+        out = await trio.to_thread.run_sync(
+            partial(run, "wallet", "place", *own, *btc, "--side", "sell", "--size", "0.01",
+                    "--price", "64990", "--trigger-price", "65000", "--trigger", "stop")
+        )  # fmt: skip
+        assert out.returncode == 1 and "TRIGGER_WRONG_SIDE" in out.stderr, out.stderr
+
+        # The dead man's switch: set, seen in the account, then it fires and clears itself.
+        doc = await wallet("schedule-cancel", *own, "--in-blocks", "20", "--wait")
+        assert doc["submitted"]["result"]["reason"] == "OK", doc["submitted"]
+        after = doc["tx"]["body"]["batch"][0]["height"]
+        acct = await trio.to_thread.run_sync(account_now)
+        assert acct["cancel_after_height"] == after or acct["height"] > after
+
+        def fired() -> dict[str, Any] | None:
+            acct = account_now()
+            return acct if acct["height"] > after else None
+
+        emptied = await trio.to_thread.run_sync(partial(wait_for, fired, 30, "the switch"))
+        assert (emptied["open_orders"], emptied["triggers"]) == ([], [])
+        assert emptied["cancel_after_height"] is None
+        assert sorted((await events(6))[4:]) == [
+            ("cancelled", 7, "SCHEDULED_CANCEL"),
+            ("cancelled", 8, "SCHEDULED_CANCEL"),
+        ]
+        assert {e["data"]["height"] for e in seen[4:]} == {after + 1}
+        await ws.aclose()
