@@ -1,4 +1,10 @@
-"""``lockstep node run --home DIR``: run a validator node until SIGINT or SIGTERM."""
+"""``lockstep node run --home DIR``: run a validator node until SIGINT or SIGTERM.
+
+A node that cannot start, or must stop, says why in one line (``lockstep: error: …``, with the
+file and what to do) and exits non-zero; ``-v`` prints the traceback above it. trio wraps a
+task's error in exception groups, so the line is found among the group's leaves; a leaf that
+is none of the known faults is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,49 @@ import argparse
 import os
 import signal
 import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_HOME = Path("~/.lockstep")
 HOME_ENV = "LOCKSTEP_HOME"
 
 
+def _leaves(e: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside ``e``'s (nested) exception groups, or ``e`` itself."""
+    if isinstance(e, BaseExceptionGroup):
+        for inner in e.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield e
+
+
+def _fatal_line(e: BaseException) -> tuple[int, str, str] | None:
+    """(exit status, log event, one-line message) for a known fault among ``e``'s leaves."""
+    from lockstep.consensus.replica import ReplicaHalted
+    from lockstep.node.chain_app import StateDivergence
+    from lockstep.node.context import StartupError
+    from lockstep.node.faults import StorageFailure, is_io_error
+
+    for leaf in _leaves(e):
+        if isinstance(leaf, StartupError):
+            return 1, "startup_refused", f"cannot start: {leaf}"
+        if isinstance(leaf, StorageFailure):
+            return 3, "storage_failed", str(leaf)
+        if isinstance(leaf, (StateDivergence, ReplicaHalted)):
+            return 2, "node_halted", f"node halted: {leaf}"
+    for leaf in _leaves(e):
+        if is_io_error(leaf) or isinstance(leaf, PermissionError):
+            assert isinstance(leaf, OSError)
+            where = f" {leaf.filename}" if leaf.filename else ""
+            return 3, "storage_failed", f"{leaf.strerror}:{where}; fix it and start again"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import structlog
     import trio
-    from lockstep.consensus.replica import ReplicaHalted
-    from lockstep.node.chain_app import StateDivergence
     from lockstep.node.config import load_config
-    from lockstep.node.context import StartupError
     from lockstep.node.daemon import Node, NodePaths
     from lockstep.node.logs import configure_logging
 
@@ -36,7 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _tune_collector()
 
     async def main() -> None:
-        node = Node(cfg, NodePaths.of(cfg, config_file))
+        node = Node(
+            cfg, NodePaths.of(cfg, config_file), reset_safety_state=args.reset_safety_state
+        )
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 await nursery.start(node.run)
@@ -48,14 +86,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
-    except StartupError as e:
-        log.error("startup_refused", reason=str(e))
-        print(f"lockstep: cannot start: {e}", file=sys.stderr)
-        return 1
-    except (StateDivergence, ReplicaHalted) as e:
-        log.critical("node_halted", reason=str(e))
-        print(f"lockstep: node halted: {e}", file=sys.stderr)
-        return 2
+    except BaseException as e:  # sorted below; a bug is re-raised whole
+        fatal = _fatal_line(e)
+        if fatal is None:
+            raise
+        status, event, line = fatal
+        if args.verbose:
+            traceback.print_exception(e)
+        log.critical(event, reason=line)
+        print(f"lockstep: error: {line}", file=sys.stderr)
+        return status
     return 0
 
 
@@ -91,4 +131,13 @@ def add_run_parser(nsub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--home", help=f"home directory (default: ${HOME_ENV} or {DEFAULT_HOME})")
     run.add_argument("--log-format", choices=("json", "console"), help="override config.toml")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    run.add_argument(
+        "--reset-safety-state",
+        action="store_true",
+        help="the consensus safety state is lost: learn from peers how far the views went "
+        "and vote only above that (docs/operators.md, 'A lost safety state')",
+    )
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="print the traceback of a fatal error"
+    )
     run.set_defaults(func=cmd_run)

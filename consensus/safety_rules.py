@@ -15,20 +15,42 @@ crashes replicas between effects to check it. Asking twice for the same vote or 
 the identical signed message (idempotent re-send after a restart), never a second one.
 
 A refusal raises :class:`NotSafe` with the numbers and leaves the state untouched.
+
+A replica whose persisted state is lost (not absent: it existed and no copy verifies) cannot
+know where it voted. :class:`SafetyReset` rebuilds a state from what peers show before the
+replica signs anything: the highest view of any verified certificate they send, plus
+a margin, becomes ``last_voted_view``, so every rule above refuses the views the lost state
+could have covered. It is fixed once certificates from enough peers have arrived.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .codec import U64, OneOf, Optional, Struct, field, validate_fields, wire
 from .crypto import DOMAIN_TIMEOUT, DOMAIN_VOTE, Signer
-from .messages import Block, QuorumCert, Timeout, TimeoutCert, TimeoutData, Vote, VoteData
+from .messages import (
+    Block,
+    Proposal,
+    QuorumCert,
+    Timeout,
+    TimeoutCert,
+    TimeoutData,
+    Vote,
+    VoteData,
+)
+from .quorum import CertificateError, ValidatorSet
+from .sync import SyncInfo
 
 __all__ = [
+    "RESET_PROVEN_MARGIN",
+    "RESET_VIEW_MARGIN",
+    "RESET_WAIT_MS",
     "NotSafe",
     "NotSafeToTimeout",
     "NotSafeToVote",
+    "SafetyReset",
     "SafetyRules",
     "SafetyState",
     "safe_to_timeout",
@@ -185,3 +207,118 @@ class SafetyRules:
         new = SafetyState(view, max(s.locked_view, high_qc.view), keep_vote, timeout, lock)
         self.state = new
         return new, timeout
+
+
+RESET_PROVEN_MARGIN = 2
+"""Views above the highest certificate a reset needs once peers of weight > 2f reported: a
+replica signs in view v only after a certificate for v - 1 exists, whose honest signers each
+hold one for v - 2, and more than 2f of the others' weight always includes one of them."""
+RESET_VIEW_MARGIN = 50
+"""Views a reset sits out above the highest certificate when fewer peers reported (a quorum
+less this validator, as many as a network that needs it can have up): an allowance for
+reporters that lag the network, a few views while connected; at a view per block interval,
+seconds."""
+RESET_WAIT_MS = 3_000
+"""How long a reset waits for peers of weight > 2f before settling for the larger margin."""
+
+
+class SafetyReset:
+    """Learns a safe :class:`SafetyState` for a replica whose own is lost, from its peers.
+
+    Feed it every message received before the replica starts (:meth:`observe`); certificates
+    in them are verified (a forged one could set the floor anywhere) and the highest kept.
+    Ready (:meth:`ready`) once other validators of weight > 2f have shown one (the floor is
+    then proven, ``RESET_PROVEN_MARGIN``), or, after ``RESET_WAIT_MS``, of weight at least the
+    quorum less our own (``RESET_VIEW_MARGIN``). :meth:`state` is then ``last_voted_view =
+    highest certificate view + margin``, locked on the highest QC seen: ``safe_to_vote``
+    refuses every view at or below the floor and ``safe_to_timeout`` every view below it, so
+    nothing the lost state could have covered is signed again, and no timeout reports a QC
+    below one the network had.
+
+    ``local_view`` is the highest view this node's own storage shows (committed and pending
+    blocks): a lower bound too.
+    """
+
+    def __init__(
+        self,
+        vset: ValidatorSet,
+        index: int,
+        local_view: int = 0,
+        margin: int = RESET_VIEW_MARGIN,
+        wait_ms: int = RESET_WAIT_MS,
+    ) -> None:
+        assert margin >= RESET_PROVEN_MARGIN
+        self.vset = vset
+        self.index = index
+        self.margin = margin
+        self.wait_ms = wait_ms
+        self.highest_view = local_view
+        self.lock_qc: QuorumCert | None = None
+        self.reporters: set[int] = set()
+        self.rejected = 0
+        self.first_ms: int | None = None
+        self.needed_weight = vset.quorum_weight - vset.weight(index)
+        self.proven_weight = 2 * vset.max_faulty_weight + 1
+
+    def observe(self, sender: int, message: Any, now_ms: int) -> None:
+        """Take the certificates ``message`` carries (from validator ``sender``)."""
+        if self.first_ms is None:
+            self.first_ms = now_ms
+        if sender == self.index or not 0 <= sender < self.vset.n:
+            return
+        certs = _certificates(message)
+        if not certs:
+            return
+        try:
+            for cert in certs:
+                if isinstance(cert, QuorumCert):
+                    self.vset.verify_qc(cert)
+                else:
+                    self.vset.verify_tc(cert)
+        except CertificateError:
+            self.rejected += 1
+            return
+        for cert in certs:
+            self.highest_view = max(self.highest_view, cert.view)
+            higher = self.lock_qc is None or cert.view > self.lock_qc.view
+            if isinstance(cert, QuorumCert) and cert.view > 0 and higher:
+                self.lock_qc = cert
+        self.reporters.add(sender)
+
+    def _weight(self) -> int:
+        return self.vset.weight_of(sorted(self.reporters))
+
+    @property
+    def proven(self) -> bool:
+        """Peers of weight > 2f reported: the floor needs only ``RESET_PROVEN_MARGIN``."""
+        return self._weight() >= self.proven_weight
+
+    def ready(self, now_ms: int) -> bool:
+        """Enough peers have shown their certificates to fix the floor."""
+        if self.proven:
+            return True
+        waited = self.first_ms is not None and now_ms - self.first_ms >= self.wait_ms
+        return waited and self._weight() >= self.needed_weight
+
+    @property
+    def floor_view(self) -> int:
+        """The view at and below which the reset replica never votes."""
+        return self.highest_view + (RESET_PROVEN_MARGIN if self.proven else self.margin)
+
+    def state(self) -> SafetyState:
+        """The state to persist before the replica starts from it."""
+        lock = self.lock_qc
+        return SafetyState(self.floor_view, 0 if lock is None else lock.view, None, None, lock)
+
+
+def _certificates(message: Any) -> list[QuorumCert | TimeoutCert]:
+    """The certificates a consensus message carries (votes and bare timeouts carry views
+    that one signer could make up, so only a timeout's QC counts)."""
+    if isinstance(message, SyncInfo):
+        return [message.high_qc] + ([message.high_tc] if message.high_tc is not None else [])
+    if isinstance(message, Proposal):
+        tc = message.last_tc
+        return [message.block.justify] + ([tc] if tc is not None else [])
+    if isinstance(message, Timeout):
+        return [message.high_qc]
+    return []

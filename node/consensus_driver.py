@@ -16,11 +16,17 @@ event (:meth:`ConsensusDriver.post`) or reads a derived answer (:meth:`Consensus
 The host is attached after the start-up handshake; until then the effects that would reach
 peers are dropped, as the replica's ``Start`` effects are (it greets peers again as sessions
 open).
+
+A node started with ``--reset-safety-state`` holds the replica's ``Start`` back: the events
+that arrive first go to a :class:`SafetyReset`, which reads the certificates peers send (each
+greets a new session with its ``SyncInfo``); once it knows how far the views went, the floor
+state is made durable, the replica starts from it, and the held events are handed to it.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,7 +50,7 @@ from lockstep.consensus.events import (
 )
 from lockstep.consensus.messages import Block, QuorumCert
 from lockstep.consensus.replica import Replica
-from lockstep.consensus.safety_rules import SafetyState
+from lockstep.consensus.safety_rules import SafetyReset, SafetyState
 from lockstep.consensus.sync import CommittedBlock
 from lockstep.net.framing import Kind
 from lockstep.net.host import Host
@@ -57,6 +63,9 @@ from .safety_store import SafetyStore
 
 EVENT_QUEUE = 100_000
 """Events waiting for the replica; a full queue drops peer messages (they are retried)."""
+RESET_HELD_EVENTS = 10_000
+"""Events held for the replica while a safety reset learns its floor (the oldest go first:
+peers greet again and re-send what matters)."""
 
 
 class ConsensusDriver:
@@ -84,6 +93,10 @@ class ConsensusDriver:
         dropped, and the replica commits each block once)."""
         self._timers: dict[TimerKind, tuple[int, int]] = {}
         self._timers_changed = trio.Event()
+        self._reset: SafetyReset | None = None
+        """Learning the floor of a lost safety state; the replica has not started yet."""
+        self._held: deque[Event] = deque(maxlen=RESET_HELD_EVENTS)
+        self._start_with: tuple[Iterable[CommittedBlock], tuple[Block, ...]] = ((), ())
 
     def attach(self, host: Host) -> None:
         """From now on, effects for peers reach them (the handshake ran without a host)."""
@@ -94,16 +107,66 @@ class ConsensusDriver:
         safety: SafetyState | None,
         committed: Iterable[CommittedBlock],
         pending: tuple[Block, ...],
+        reset: SafetyReset | None = None,
     ) -> None:
         """Hand the replica its persisted state and perform what it answers at once.
 
         ``committed`` is consumed lazily by the replica; a ``StartupError`` it raises stops
-        the node before any effect is performed."""
+        the node before any effect is performed. With ``reset`` (the state was lost) the
+        start waits until the reset knows its floor (see the module doc)."""
+        if reset is not None and not reset.ready(now_ms()):
+            self._reset, self._start_with = reset, (committed, pending)
+            self.ctx.log.warning(
+                "safety_reset_waiting",
+                peers_weight_needed=reset.needed_weight,
+                local_view=reset.highest_view,
+            )
+            return
+        if reset is not None:
+            safety = self._persist_reset(reset)
         self.perform(self.replica.handle(Start(now_ms(), safety, committed, pending)))
+
+    def _persist_reset(self, reset: SafetyReset) -> SafetyState:
+        """The reset floor, durable before the replica can sign anything above it."""
+        state = reset.state()
+        self.safety_store.save(state.encode())
+        self.ctx.log.warning(
+            "safety_state_reset",
+            floor_view=state.last_voted_view,
+            highest_certificate_view=reset.highest_view,
+            peers=sorted(reset.reporters),
+            proven=reset.proven,
+        )
+        return state
+
+    @property
+    def waiting_for_reset(self) -> bool:
+        """The replica is held back until a safety reset knows its floor."""
+        return self._reset is not None
+
+    def _learn(self, event: Event) -> None:
+        """Before a reset replica starts: show the reset what peers send, hold the event."""
+        reset = self._reset
+        assert reset is not None
+        if isinstance(event, MessageReceived):
+            reset.observe(event.sender, event.message, event.now_ms)
+        self._held.append(event)
+        if not reset.ready(now_ms()):
+            return
+        self._reset = None
+        committed, pending = self._start_with
+        self._start_with = ((), ())
+        state = self._persist_reset(reset)
+        self.perform(self.replica.handle(Start(now_ms(), state, committed, pending)))
+        while self._held:
+            self.perform(self.replica.handle(self._held.popleft()))
 
     async def run(self) -> None:
         """The consensus loop: the only caller of ``replica.handle`` once the node runs."""
         async for event in self._events_recv:
+            if self._reset is not None:
+                self._learn(event)
+                continue
             self.perform(self.replica.handle(event))
             self.metrics.view.set(self.replica.view)
 

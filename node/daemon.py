@@ -67,8 +67,10 @@ class Node:
         paths: NodePaths,
         genesis: Genesis | None = None,
         keys: ValidatorKeys | None = None,
+        reset_safety_state: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.reset_safety_state = reset_safety_state
         self.paths = paths
         self.ctx = NodeContext.of(
             genesis or read_genesis_file(paths.genesis_file),
@@ -116,7 +118,14 @@ class Node:
         )
         try:
             await handshake(
-                ctx, self.paths.data_dir, worker, stores, self.app, committer, self.driver
+                ctx,
+                self.paths.data_dir,
+                worker,
+                stores,
+                self.app,
+                committer,
+                self.driver,
+                self.reset_safety_state,
             )
             # The host validates with the router, which needs the parts that talk through the
             # host: it is named here and bound below, before the host runs.

@@ -28,7 +28,7 @@ from lockstep.consensus import limits
 from lockstep.consensus.block_tree import election_history_blocks
 from lockstep.consensus.codec import decode, remember_encoding
 from lockstep.consensus.messages import Block, QuorumCert
-from lockstep.consensus.safety_rules import SafetyState
+from lockstep.consensus.safety_rules import SafetyReset, SafetyState
 from lockstep.consensus.sync import CommittedBlock
 
 from . import views
@@ -93,8 +93,13 @@ async def handshake(
     app: ChainApp,
     committer: Committer,
     driver: ConsensusDriver,
+    reset_safety_state: bool = False,
 ) -> None:
-    """Reconcile block store, ledger and safety state, or refuse to start."""
+    """Reconcile block store, ledger and safety state, or refuse to start.
+
+    ``reset_safety_state``: the operator says the safety state is lost (or the data directory
+    was remade under a key that may have voted); the replica starts only once peers have shown
+    how far the views went (:class:`SafetyReset`)."""
     store, ex = stores.blocks, stores.exchange
     tip, ledger_height = store.tip_height, ex.height
     ctx.log.info("handshake", block_store_height=tip, ledger_height=ledger_height)
@@ -121,18 +126,31 @@ async def handshake(
         await committer.apply([(block, stored.block_hash, ids)])
     if tip > ledger_height:
         ctx.log.info("handshake_replayed", blocks=tip - ledger_height, height=tip)
-    raw_safety = stores.safety.load()
-    safety = (
-        decode(raw_safety, SafetyState, max_bytes=limits.MAX_MESSAGE_BYTES)
-        if raw_safety is not None
-        else None
-    )
+    safety: SafetyState | None = None
+    if not reset_safety_state:
+        raw_safety = stores.safety.load()  # SafetyStateLost if slots exist and none verifies
+        if raw_safety is not None:
+            safety = decode(raw_safety, SafetyState, max_bytes=limits.MAX_MESSAGE_BYTES)
+    else:
+        lost = stores.safety.load_for_reset()
+        ctx.log.warning("safety_reset_requested", slots_were_damaged=lost)
     committed = await _recent_committed(ctx, data_dir, worker, store, app, tip)
     pending = tuple(_decoded_block(raw) for raw in stores.pending.load(above=tip))
     stores.pending.prune(tip)
+    reset = None
+    if reset_safety_state:
+        top = await worker.run(store.get, tip) if tip else None
+        local_view = max([top.view if top else 0, *(b.view for b in pending)])
+        vset = driver.replica.vset
+        if vset.total_weight == vset.weight(ctx.index):
+            raise StartupError(
+                "--reset-safety-state: this validator is the chain's only one, so no peer can "
+                "show how far its views went; a lost safety state cannot be recovered here"
+            )
+        reset = SafetyReset(vset, ctx.index, local_view)
     # The replica takes the recent blocks one at a time; each one's state-root claim is
     # checked as it is decoded (a StartupError stops the node before any effect).
-    driver.start(safety, committed, pending)
+    driver.start(safety, committed, pending, reset)
 
 
 async def _recent_committed(
