@@ -3,13 +3,16 @@ the HTTP plumbing alone. End-to-end behaviour against real nodes is in the integ
 
 from __future__ import annotations
 
+import re
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from lockstep.node.exchange.mempool_rules import Reason
 from lockstep.node.rpc import Admission, RpcLimits, build_rpc_app
 from lockstep.node.streams import SUBSCRIBER_QUEUE_EVENTS, StreamError, StreamHub, Subscriber
 from starlette.testclient import TestClient
@@ -180,3 +183,11 @@ def test_slow_consumer_is_told_not_skipped() -> None:
         except (trio.WouldBlock, trio.EndOfChannel):
             break
     assert seqs == list(range(SUBSCRIBER_QUEUE_EVENTS + 1))  # snapshot (0), then 1..N, no gap
+
+
+def test_reason_codes_table_matches_the_enum() -> None:
+    """docs/rpc.md lists every reason a client can receive, by the number it is sent with."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "rpc.md").read_text()
+    table = text[text.index("### Reason codes") :]
+    rows = dict(re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", table, re.M))
+    assert {int(code): name for code, name in rows.items()} == {r.value: r.name for r in Reason}
