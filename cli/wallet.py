@@ -1029,13 +1029,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     when.add_argument("--clear", action="store_true", help="remove the switch")
     schedule.set_defaults(func=_with_node(cmd_schedule_cancel))
 
-    cancel = talks_to_a_node("cancel", help="cancel one open order by its client id")
+    cancel = talks_to_a_node("cancel", help="cancel one open order or trigger by its client id")
     _trading(cancel)
     cancel.add_argument("--market", required=True)
     cancel.add_argument("--client-id", type=_u64, required=True)
     cancel.set_defaults(func=_with_node(cmd_cancel))
 
-    cancel_all = talks_to_a_node("cancel-all", help="cancel all open orders in a market")
+    cancel_all = talks_to_a_node(
+        "cancel-all", help="cancel all open orders and triggers in a market"
+    )
     _trading(cancel_all)
     cancel_all.add_argument("--market", required=True)
     cancel_all.set_defaults(func=_with_node(cmd_cancel_all))

@@ -319,13 +319,14 @@ class Committer:
     def _publish_orders(self, height: int, result: BlockResult) -> None:
         """Each order event of the block on its owner's ``orders:`` stream, if anyone listens
         (a later subscriber starts from a snapshot read off the ledger)."""
-        hub = self.hub
+        watched = {bytes.fromhex(n.removeprefix("orders:")): n for n in self.hub.watched("orders:")}
+        if not watched:
+            return
         market_by_id = self.ctx.market_by_id
         for e in result.events:
-            if type(e) is OrderEvent:
-                name = f"orders:{e.owner.hex()}"
-                if hub.wants(name):
-                    hub.publish(name, views.order_event_json(e, market_by_id[e.market], height))
+            if type(e) is OrderEvent and e.owner in watched:
+                doc = views.order_event_json(e, market_by_id[e.market], height)
+                self.hub.publish(watched[e.owner], doc)
 
     async def subscribe(self, stream: str) -> Subscriber:
         """A subscription whose snapshot reflects exactly the events numbered up to its ``seq``.

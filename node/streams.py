@@ -63,6 +63,11 @@ class StreamHub:
         s = self._streams.get(stream)
         return bool(s and s.subscribers)
 
+    def watched(self, prefix: str) -> list[str]:
+        """The streams named ``prefix…`` that have subscribers (so a publisher can skip the
+        work of naming a stream per event when no one listens)."""
+        return [n for n, s in self._streams.items() if s.subscribers and n.startswith(prefix)]
+
     def seq(self, stream: str) -> int:
         s = self._streams.get(stream)
         return s.seq if s else 0

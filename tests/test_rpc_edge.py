@@ -168,6 +168,9 @@ def test_stream_names_by_form() -> None:
             hub.subscribe(name)
     given = hub.subscribe("orders:" + "cd" * 32, lambda: {"open_orders": []})
     assert given.receive.receive_nowait()["data"] == {"open_orders": []}
+    assert hub.watched("orders:") == ["orders:" + "ab" * 32, "orders:" + "cd" * 32]
+    hub.unsubscribe(given)
+    assert hub.watched("orders:") == ["orders:" + "ab" * 32]
 
 
 def test_slow_consumer_is_told_not_skipped() -> None:
