@@ -6,8 +6,12 @@
 
 Prints scenarios/s, simulated views/s and the count of safety and liveness violations (which
 must be 0), then the protocol figures measured in the simulator: commit latency in message
-delays and the commit gap after the sequencer crashes, in view timeouts. A violation prints its
-seed; ``python -m lockstep.testnet.sim --seed N --kind K`` replays it.
+delays, the commit gap after the sequencer crashes, in view timeouts, and the crash sweep: the
+leader of every view offset of an epoch crashed (for good, for 3 s, and with the validator that
+takes over from it), the worst commit gap in view timeouts at each offset. A violation prints
+its seed; ``python -m lockstep.testnet.sim --seed N --kind K`` replays it.
+
+    python bench/sim.py -n 0             # the protocol figures only
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ import sys
 import time
 
 from lockstep.testnet.sim import KINDS, SimulationFailure, run_seed
-from lockstep.testnet.sim.runner import measure_commit_latency, measure_sequencer_failover
+from lockstep.testnet.sim.runner import (
+    SWEEP_TIMING,
+    crash_sweep,
+    measure_commit_latency,
+    measure_sequencer_failover,
+)
 
 SAFETY = {
     "agreement",
@@ -88,7 +97,39 @@ def main(argv: list[str] | None = None) -> int:
             f"{lat.replica_delays:.1f} δ;  sequencer crash → next commit "
             f"{max(f.first_commit_timeouts for f in fo):.2f} view timeouts (worst of 3)"
         )
-    return 1 if safety or liveness else 0
+    return 1 if safety or liveness or not print_sweep() else 0
+
+
+SWEEP_GOAL_TIMEOUTS = 2.0
+"""Issue 21's bound for a single fault; 1.2 mid-epoch."""
+
+
+def print_sweep() -> bool:
+    """Print the crash sweep; True if every single-fault figure meets the goal."""
+    e = SWEEP_TIMING.epoch_views
+    print(
+        f"\ncrash sweep: the leader of view offset 0..{e - 1} of epoch 3 crashes (entering its "
+        "view or just after proposing, the worse shown);\nworst commit gap until 4 epochs "
+        f"later, in view timeouts ({SWEEP_TIMING.view_timeout_ms} ms views, {e}-view epochs)"
+    )
+    worst = 0.0
+    for n in (4, 7, 10):
+        rows = [
+            ("crash", crash_sweep(n)),
+            ("crash, back 3 s", crash_sweep(n, restart_after_ms=3000)),
+        ]
+        worst = max([worst, *(g.gap_timeouts for _, gaps in rows for g in gaps)])
+        if n >= 7:  # two down of n: only with f ≥ 2
+            rows.append(("it and the next", crash_sweep(n, and_next=True)))
+        for label, gaps in rows:
+            figures = " ".join(f"{g.gap_timeouts:5.2f}" for g in gaps)
+            top = max(g.gap_timeouts for g in gaps)
+            print(f"  n={n:<3} {label:<16} {figures}   worst {top:.2f}")
+    ok = worst <= SWEEP_GOAL_TIMEOUTS
+    verdict = "met" if ok else "NOT MET"
+    goal = SWEEP_GOAL_TIMEOUTS
+    print(f"  single fault: worst {worst:.2f} view timeouts (goal ≤ {goal}): {verdict}")
+    return ok
 
 
 if __name__ == "__main__":

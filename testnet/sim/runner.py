@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,6 +217,18 @@ class Crash:
 
 
 @dataclass(frozen=True)
+class LeaderCrash:
+    """Crash the leader of ``view`` when the first honest replica enters it (``on_proposal``
+    False) or right after it broadcasts its proposal for it (True); with ``and_next`` also the
+    validator that leads if ``view`` times out; restart them ``restart_after_ms`` later."""
+
+    view: int
+    on_proposal: bool = False
+    and_next: bool = False
+    restart_after_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     seed: int
     kind: str
@@ -231,6 +244,8 @@ class Scenario:
     check_sequencer: bool = False
     crash_sequencer_at_ms: int | None = None
     """Crash whoever leads the current view at this time (for the failover measurement)."""
+    leader_crash: LeaderCrash | None = None
+    """Crash the leader of one view, at a chosen point of it (for the crash sweep)."""
 
     @property
     def n(self) -> int:
@@ -449,6 +464,8 @@ class Simulation:
         self.proposers: dict[bytes, int] = {}
         self.gathered: set[bytes] = set()
         self.sequencer_crash: tuple[int, int] | None = None
+        self._leader_crash_due = scenario.leader_crash is not None
+        self._restarts_due: list[int] = []
         self._current: Instance | None = None
         self.instances: list[Instance] = []
         for i in range(scenario.n):
@@ -631,6 +648,8 @@ class Simulation:
             self.steps += 1
             try:
                 self._step(entry.kind, entry.payload)
+                if self._leader_crash_due:
+                    self._maybe_crash_leader()
             except (ReplicaHalted, ConflictingCommit) as e:
                 # A replica stopped itself on a broken invariant: a Byzantine one may (it runs
                 # honest code on forked state); an honest one means the protocol failed.
@@ -699,6 +718,34 @@ class Simulation:
                 self._boot(inst)
                 self._reconnect(inst)
 
+    def _maybe_crash_leader(self) -> None:
+        """The sweep's crash: once its view is reached (or proposed in), crash its leader."""
+        lc = self.sc.leader_crash
+        assert lc is not None
+        replicas = [i.replica for i in self._live_honest() if i.replica is not None]
+        if lc.on_proposal:
+            reached = [r for r in replicas if r.proposed_view >= lc.view]
+        else:
+            reached = [r for r in replicas if r.view >= lc.view]
+        if not reached:
+            return
+        entered = reached[0]
+        tip = entered.tree.get(entered.pacemaker.high_qc.block_hash)
+        if tip is None or tip.view >= lc.view:
+            return
+        self._leader_crash_due = False
+        victims = [entered.election.leader(lc.view, tip)]
+        if lc.and_next:
+            victims.append(entered.election.leader(lc.view + 1, tip))
+        self.sequencer_crash = (self.now, victims[0])
+        for index in victims:
+            for inst in self.by_index[index]:
+                if inst.replica is not None:
+                    self._crash(inst)
+                    if lc.restart_after_ms is not None:
+                        self._restarts_due.append(self.now + lc.restart_after_ms)
+                        self.queue.push(self.now + lc.restart_after_ms, "restart", inst.id)
+
     def _reconnect(self, inst: Instance) -> None:
         """As a restarted node's sessions open: each end greets the other (``PeerConnected``)."""
         for other in self.instances:
@@ -720,7 +767,7 @@ class Simulation:
         pending_restart = any(
             c.restart_ms is not None and c.restart_ms > self.now for c in self.sc.crashes
         )
-        if pending_restart:
+        if pending_restart or any(at > self.now for at in self._restarts_due):
             return False
         return all(i.commits_after_gst >= self.sc.commits_after_gst for i in self._live_honest())
 
@@ -977,3 +1024,73 @@ def measure_sequencer_failover(n: int, seed: int = 0, crash_at_ms: int = 400) ->
     gaps = [b - a for a, b in zip([t_crash, *after], after, strict=False)]
     base = sc.timing.view_timeout_ms
     return Failover(first / base, max(gaps) / base)
+
+
+SWEEP_TIMING = dataclasses.replace(default_timing(), epoch_views=8)
+"""The testnet's timing (1 s views, 50 ms block interval), so the sweep's gaps in view timeouts
+are the chaos runs' (with 100 ms views, as ``SIM_TIMING``, the message delays and the interval
+alone add 0.3 of a timeout), with short epochs so a run crosses several boundaries."""
+SWEEP_EPOCH = 3
+"""The sweep crashes a leader in this epoch: past the first epochs, so tickets decide the
+rankings and a blamed leader's three epochs of demotion run out within the run."""
+SWEEP_EPOCHS_AFTER = 4
+"""Epochs the sweep runs past the crash: the demotion window and one epoch beyond it."""
+
+
+@dataclass(frozen=True)
+class CrashGap:
+    offset: int
+    """View offset of the crashed leader's view within its epoch (0: the epoch's first)."""
+    gap_timeouts: float
+    """Longest time without a new height, from the last before the crash to the end of the
+    run, in base view timeouts."""
+
+
+def measure_leader_crash(
+    n: int,
+    offset: int,
+    on_proposal: bool = False,
+    and_next: bool = False,
+    restart_after_ms: int | None = None,
+    seed: int = 0,
+) -> CrashGap:
+    """Crash the leader of view ``start(SWEEP_EPOCH) + offset`` (and, ``and_next``, the one
+    that takes over), keep running ``SWEEP_EPOCHS_AFTER`` epochs: the worst commit gap."""
+    e = SWEEP_TIMING.epoch_views
+    view = SWEEP_EPOCH * e + offset
+    faults = NetworkFaults(delay_ms=(1, 10), stable_delay_ms=(1, 10))
+    crash = LeaderCrash(view, on_proposal, and_next, restart_after_ms)
+    sc = Scenario(
+        seed,
+        "leader-crash",
+        tuple([1] * n),
+        faults,
+        timing=SWEEP_TIMING,
+        max_ms=120_000,
+        commits_after_gst=view + SWEEP_EPOCHS_AFTER * e,
+        leader_crash=crash,
+    )
+    r = run_scenario(sc)
+    assert r.sequencer_crash is not None, "the run ended before the crash"
+    t_crash = r.sequencer_crash[0]
+    times = sorted(r.height_ms.values())
+    before = [t for t in times if t <= t_crash]
+    after = [t for t in times if t > t_crash]
+    series = [before[-1] if before else 0, *after]
+    gaps = [b - a for a, b in itertools.pairwise(series)]
+    return CrashGap(offset, max(gaps) / sc.timing.view_timeout_ms)
+
+
+def crash_sweep(
+    n: int, and_next: bool = False, restart_after_ms: int | None = None, seed: int = 0
+) -> list[CrashGap]:
+    """``measure_leader_crash`` at every view offset of an epoch, both crash points (on
+    entering the view, after proposing in it); the worse of the two per offset."""
+    out = []
+    for offset in range(SWEEP_TIMING.epoch_views):
+        gaps = [
+            measure_leader_crash(n, offset, on_proposal, and_next, restart_after_ms, seed)
+            for on_proposal in (False, True)
+        ]
+        out.append(max(gaps, key=lambda g: g.gap_timeouts))
+    return out
