@@ -3,7 +3,9 @@
 Each runs ``lockstep testnet chaos`` for a short while under load and requires the invariant
 checker to pass: equal state roots at every common height, every acknowledged action
 accounted for, no transaction in two blocks, collateral conserved, and a commit within two
-view timeouts of every fault. The long versions run from ``bench/`` and by hand.
+view timeouts of every fault (``testnet.chaos.GAP_BOUND_VIEW_TIMEOUTS``, derived there from the
+genesis timing and the simulator's worst single-fault gap). The long versions run from
+``bench/`` and by hand.
 """
 
 from __future__ import annotations
