@@ -43,9 +43,9 @@ class BlockStoreDamaged(StartupError):
     def __init__(self, path: Path, detail: str) -> None:
         self.path, self.detail = path, detail
         super().__init__(
-            f"the block store {path} is damaged ({detail}). It holds the certified chain this "
-            f"node rebuilds its ledger from: stop the node, move {path.parent} aside and start "
-            f"again to resync from peers, or restore {path.parent} from a backup"
+            f"the block store {path} is damaged ({detail}). It holds the certified chain the "
+            f"ledger is rebuilt from: move {path.name} and {path.parent / 'ledger.sqlite'} "
+            f"aside (keep the safety_state files) and start again to sync from peers"
         )
 
 
